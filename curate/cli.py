@@ -1,0 +1,226 @@
+"""The `curate` command line: one command per stage, composed by `curate run`.
+
+generate -> dedup -> score -> select -> push -> (humans review in Argilla) -> export
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.syntax import Syntax
+
+from curate.config import Config, ConfigError, config_template, dump_config, load_config
+from curate.io import InputError
+from curate.server.cli import app as server_app
+
+console = Console(stderr=True)
+app = typer.Typer(
+    name="curate",
+    help="Human-in-the-loop curation of synthetic LLM training data (distilabel -> dedup -> Deita -> Argilla).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+generate_app = typer.Typer(help="Generate synthetic data with distilabel pipelines.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(generate_app, name="generate")
+app.add_typer(server_app, name="server")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see `curate init`).", exists=False)
+
+
+def _load(config: Optional[Path], overrides: dict | None = None) -> Config:
+    try:
+        return load_config(config, overrides=overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _overrides(**sections: dict) -> dict:
+    """Drop unset CLI options so that they don't override the config file."""
+    return {name: {k: v for k, v in values.items() if v is not None} for name, values in sections.items()}
+
+
+def _run_stage(fn):
+    """Run a stage, turning expected errors (bad input, missing model, bad config) into clean exits."""
+    from curate.models import ModelNotFoundError
+
+    try:
+        return fn()
+    except (InputError, ConfigError, ModelNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = ConfigOpt) -> None:
+    """Print the effective configuration (defaults < YAML < environment), secrets masked."""
+    cfg = _load(config)
+    text = yaml.safe_dump(dump_config(cfg), sort_keys=False)
+    Console().print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+
+
+@app.command("init")
+def init(
+    path: Path = typer.Argument(Path("curate.yaml"), help="Where to write the config."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented curate.yaml with every option and its default."""
+    if path.exists() and not force:
+        _fail(f"{path} exists; use --force to overwrite it")
+    path.write_text(config_template(), encoding="utf-8")
+    console.print(f"wrote [bold]{path}[/]")
+
+
+@generate_app.command("instructions")
+def generate_instructions(
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory (a datasets DatasetDict)."),
+    method: Optional[str] = typer.Option(
+        None, "--method", "-m", help="prompt | self-instruct | magpie | evol-instruct"
+    ),
+    num: Optional[int] = typer.Option(None, "--num", "-n", help="Target number of instructions."),
+    seeds: Optional[Path] = typer.Option(None, "--seeds", help="Seed tasks (jsonl with `instruction`)."),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Instructions to evolve (evol-instruct)."),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Resume from distilabel's cache."),
+    ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Run on a Ray cluster (RAY_ADDRESS)."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Generate instructions: prompt, Self-Instruct, Magpie or EvolInstruct."""
+    instr = {k: v for k, v in {"method": method, "num_instructions": num, "seeds": seeds}.items() if v is not None}
+    gen = {k: v for k, v in {"resume": resume, "ray": ray}.items() if v is not None}
+    cfg = _load(config, {"generate": gen | {"instructions": instr}})
+
+    def go():
+        from curate.io import write_dataset
+        from pipelines.instructions import generate_instructions as run
+
+        ds, stats = run(cfg, input_path=input)
+        write_dataset(output, ds, stats)
+        _print_stats(f"{len(ds)} instructions -> {output}", stats)
+
+    _run_stage(go)
+
+
+@generate_app.command("preferences")
+def generate_preferences(
+    input: Path = typer.Option(..., "--input", "-i", help="Instructions (a curate output, jsonl, parquet, csv)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
+    num_generations: Optional[int] = typer.Option(None, "--num-generations", "-g", help="Responses per prompt."),
+    evol_quality: Optional[bool] = typer.Option(None, "--evol-quality/--no-evol-quality"),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume"),
+    ray: Optional[bool] = typer.Option(None, "--ray/--no-ray"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Generate N responses per instruction, optionally EvolQuality, and judge them with UltraFeedback."""
+    prefs = {k: v for k, v in {"num_generations": num_generations, "evol_quality": evol_quality}.items() if v is not None}
+    gen = {k: v for k, v in {"resume": resume, "ray": ray}.items() if v is not None}
+    cfg = _load(config, {"generate": gen | {"preferences": prefs}})
+
+    def go():
+        from curate.io import read_rows, write_dataset
+        from pipelines.preferences import generate_preferences as run
+
+        ds, stats = run(cfg, read_rows(input))
+        write_dataset(output, ds, stats)
+        _print_stats(f"{len(ds)} preference rows -> {output}", stats)
+
+    _run_stage(go)
+
+
+@app.command("dedup")
+def dedup(
+    input: Path = typer.Option(..., "--input", "-i"),
+    output: Path = typer.Option(..., "--output", "-o"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Cosine similarity threshold."),
+    column: Optional[str] = typer.Option(None, "--column", help="Text column compared (default instruction)."),
+    include_response: Optional[bool] = typer.Option(None, "--include-response/--instruction-only"),
+    keep: Optional[str] = typer.Option(None, "--keep", help="auto | deita | rating | first"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="auto | exact | faiss"),
+    dry_run: Optional[bool] = typer.Option(None, "--dry-run/--apply", help="Only annotate decisions."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Remove exact and semantic near-duplicates, keeping each cluster's best row and explaining why."""
+    opts = dict(threshold=threshold, column=column, include_response=include_response, keep=keep,
+                backend=backend, dry_run=dry_run)
+    cfg = _load(config, _overrides(dedup=opts))
+
+    def go():
+        from curate.dedup import dedup as run
+        from curate.io import read_rows, write_dataset
+
+        kept, removed, stats = run(read_rows(input), cfg.dedup, cfg.embeddings, source=input)
+        write_dataset(output, {"train": kept, "removed": removed}, stats)
+        _print_stats(f"kept {len(kept)}, removed {len(removed)} -> {output}", stats)
+
+    _run_stage(go)
+
+
+@app.command("score")
+def score(
+    input: Path = typer.Option(..., "--input", "-i"),
+    output: Path = typer.Option(..., "--output", "-o"),
+    method: Optional[str] = typer.Option(None, "--method", help="auto | logits | text"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Deita complexity and quality scores (expected value over '1'..'6' from the model's logits)."""
+    cfg = _load(config, _overrides(score={"method": method}))
+
+    def go():
+        from curate.io import read_rows, write_dataset
+        from curate.score import score as run
+
+        ds, stats = run(read_rows(input), cfg, source=input)
+        write_dataset(output, ds, stats)
+        _print_stats(f"scored {len(ds)} rows -> {output}", stats)
+
+    _run_stage(go)
+
+
+@app.command("select")
+def select(
+    input: Path = typer.Option(..., "--input", "-i"),
+    output: Path = typer.Option(..., "--output", "-o"),
+    budget: Optional[int] = typer.Option(None, "--budget", "-n", help="How many rows to keep."),
+    diversity_threshold: Optional[float] = typer.Option(
+        None, "--diversity-threshold", help="Max cosine similarity to an already selected row."
+    ),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Deita's diversity-aware selection: best score first, skip rows too similar to those kept."""
+    cfg = _load(config, _overrides(select={"budget": budget, "diversity_threshold": diversity_threshold}))
+
+    def go():
+        from curate.io import read_rows, write_dataset
+        from curate.select import select as run
+
+        selected, rejected, stats = run(read_rows(input), cfg.select, cfg.embeddings, source=input)
+        write_dataset(output, {"train": selected, "rejected": rejected}, stats)
+        _print_stats(f"selected {len(selected)} of {len(selected) + len(rejected)} -> {output}", stats)
+
+    _run_stage(go)
+
+
+def _print_stats(headline: str, stats: dict) -> None:
+    console.print(f"[bold green]done:[/] {headline}")
+    if stats:
+        console.print_json(json.dumps(stats, default=str))
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)

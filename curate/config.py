@@ -1,0 +1,277 @@
+"""One configuration for every stage: a pydantic model loaded from YAML and the environment.
+
+Precedence (highest first): explicit overrides, environment (`CURATE_<SECTION>__<KEY>`, plus the
+standard `ARGILLA_API_URL` / `ARGILLA_API_KEY`), the YAML file, the embedded defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+Provider = Literal["llamacpp", "openai", "inference-endpoints", "vllm", "transformers"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LLMConfig(Section):
+    """Which distilabel LLM to run. The default is the embedded SmolLM2-135M-Instruct GGUF on llama.cpp."""
+
+    provider: Provider = "llamacpp"
+    model: str | None = Field(
+        None,
+        description="Model id for hosted providers; for llamacpp a GGUF path (default: the embedded SmolLM2).",
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible or Inference Endpoint URL.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key itself)."
+    )
+    n_ctx: int = Field(2048, description="Context window for llama.cpp.")
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    extra: dict[str, Any] = Field(default_factory=dict, description="Extra kwargs for the distilabel LLM.")
+
+
+class EmbeddingConfig(Section):
+    model: str | None = Field(
+        None, description="sentence-transformers model name or path (default: the embedded all-MiniLM-L6-v2)."
+    )
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+class InstructionsConfig(Section):
+    method: Literal["prompt", "self-instruct", "magpie", "evol-instruct"] = "self-instruct"
+    num_instructions: int = Field(20, description="Target number of instructions (before filters).")
+    seeds: Path | None = Field(None, description="Seed tasks jsonl (default: curate's built-in seeds).")
+    topics: list[str] = Field(
+        default_factory=lambda: ["science", "cooking", "programming", "history", "travel", "personal finance"]
+    )
+    system_prompt: str = "You are a helpful assistant that writes clear, self-contained tasks for an AI assistant."
+    rouge_threshold: float = Field(0.7, description="Self-Instruct novelty filter: max ROUGE-L vs the pool.")
+    min_words: int = Field(3, description="Drop instructions shorter than this many words.")
+    evol_steps: int = Field(1, description="EvolInstruct generations per seed.")
+    batch_size: int = 8
+
+
+class PreferencesConfig(Section):
+    num_generations: int = Field(2, ge=2, description="Responses per instruction (>= 2).")
+    generation_params: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"temperature": 0.3}, {"temperature": 1.0}],
+        description="Sampling settings, one per response (cycled if shorter than num_generations).",
+    )
+    generators: list[LLMConfig] = Field(
+        default_factory=list, description="Different models per response (empty: the main `llm`)."
+    )
+    evol_quality: bool = Field(False, description="Also rewrite each response with EvolQuality.")
+    judge: LLMConfig | None = Field(None, description="UltraFeedback judge (default: the main `llm`).")
+    aspect: Literal["overall-rating", "helpfulness", "honesty", "instruction-following", "truthfulness"] = (
+        "overall-rating"
+    )
+    batch_size: int = 8
+
+
+class GenerateConfig(Section):
+    instructions: InstructionsConfig = Field(default_factory=InstructionsConfig)
+    preferences: PreferencesConfig = Field(default_factory=PreferencesConfig)
+    resume: bool = Field(True, description="Resume an interrupted run from distilabel's cache.")
+    ray: bool = Field(False, description="Run with distilabel's RayPipeline (RAY_ADDRESS selects the cluster).")
+
+
+class DedupConfig(Section):
+    threshold: float = Field(0.9, description="Cosine similarity at or above which two rows are duplicates.")
+    column: str = "instruction"
+    include_response: bool = Field(False, description="Compare instruction + response instead.")
+    keep: Literal["auto", "deita", "rating", "first"] = Field(
+        "auto", description="Which member of a cluster survives: auto = deita, else rating, else first."
+    )
+    backend: Literal["auto", "exact", "faiss"] = "auto"
+    ann_min_rows: int = Field(50_000, description="auto uses the ANN index from this many rows.")
+    dry_run: bool = False
+
+
+class ScoreConfig(Section):
+    method: Literal["auto", "logits", "text"] = Field(
+        "auto", description="logits = Deita's expected value over '1'..'6'; text = parse a generated score."
+    )
+    llm: LLMConfig | None = Field(None, description="Scorer LLM (default: the main `llm`).")
+    complexity_llm: LLMConfig | None = None
+    quality_llm: LLMConfig | None = None
+    batch_size: int = 8
+
+
+class SelectConfig(Section):
+    budget: int = 1000
+    diversity_threshold: float = Field(0.9, description="Deita repr filter: max cosine similarity to kept rows.")
+
+
+class ArgillaConfig(Section):
+    api_url: str | None = Field(None, description="Remote Argilla URL (unset: the embedded server).")
+    api_key: SecretStr | None = None
+    workspace: str = "curate"
+    dataset: str = "curate-review"
+
+
+class ReviewConfig(Section):
+    min_submitted: int = Field(1, description="Annotators who must submit per record (task distribution).")
+    batch_size: int = 200
+    seed: int = Field(0, description="Seed for the recorded A/B order of responses.")
+    update_settings: bool = False
+
+
+class ExportConfig(Section):
+    policy: Literal["majority", "unanimous"] = "majority"
+    min_votes: int = 1
+    min_agreement: float = Field(0.5, description="Minimum share of votes for the winning response (> ties).")
+    include_unreviewed: bool = Field(False, description="Fall back to the judge for unreviewed records.")
+    use_corrections: bool = Field(True, description="A reviewer's corrected response replaces `chosen`.")
+    license: str = "apache-2.0"
+
+
+class ServerConfig(Section):
+    data_dir: Path | None = Field(None, description="Embedded Argilla data dir (default: user data dir).")
+    host: str = "127.0.0.1"
+    port: int = Field(0, description="0 = first free port from 6900.")
+
+
+class RunConfig(Section):
+    name: str = "default"
+    runs_dir: Path = Path("runs")
+
+
+class Config(Section):
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    argilla: ArgillaConfig = Field(default_factory=ArgillaConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration file or variable is invalid; the message names where."""
+
+
+ENV_PREFIX = "CURATE_"
+# Standard variables of the Argilla SDK, honoured so that the same CLI works against any Argilla.
+ENV_ALIASES = {"ARGILLA_API_URL": ("argilla", "api_url"), "ARGILLA_API_KEY": ("argilla", "api_key")}
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """`CURATE_DEDUP__THRESHOLD=0.8` -> {"dedup": {"threshold": "0.8"}}; values are YAML-parsed."""
+    out: dict[str, Any] = {}
+    items = [(k[len(ENV_PREFIX) :].lower().split("__"), v) for k, v in environ.items() if k.startswith(ENV_PREFIX)]
+    items += [(list(path), environ[k]) for k, path in ENV_ALIASES.items() if environ.get(k)]
+    for path, raw in items:
+        if not path or not all(path):
+            continue
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        # Secrets and URLs stay strings; everything else is parsed as YAML so numbers and lists work.
+        if path[-1] in {"api_key", "api_url", "base_url"}:
+            node[path[-1]] = raw
+            continue
+        try:
+            node[path[-1]] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            node[path[-1]] = raw
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Load the effective configuration: defaults < YAML file < environment < overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found (create one with `curate init`)")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    data = _deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    data = _deep_merge(data, overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        where = str(path) if path else "environment"
+        lines = [
+            f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+
+
+def dump_config(cfg: Config, mask_secrets: bool = True) -> dict[str, Any]:
+    """The effective config as plain data; secrets are masked unless asked otherwise."""
+    data = cfg.model_dump(mode="json")
+    if not mask_secrets and cfg.argilla.api_key is not None:
+        data["argilla"]["api_key"] = cfg.argilla.api_key.get_secret_value()
+    elif cfg.argilla.api_key is not None:
+        data["argilla"]["api_key"] = "********"
+    return data
+
+
+def config_template() -> str:
+    """A commented YAML with every option and its default (for `curate init`)."""
+    lines = ["# curate configuration: every option with its default. Delete what you don't change.",
+             "# Environment overrides: CURATE_<SECTION>__<KEY>=value, ARGILLA_API_URL, ARGILLA_API_KEY.", ""]
+
+    def walk(model: type[BaseModel], instance: BaseModel, indent: int) -> None:
+        pad = "  " * indent
+        for name, field in model.model_fields.items():
+            value = getattr(instance, name)
+            if field.description:
+                lines.append(f"{pad}# {field.description}")
+            if isinstance(value, BaseModel):
+                lines.append(f"{pad}{name}:")
+                walk(type(value), value, indent + 1)
+                if indent == 0:
+                    lines.append("")
+                continue
+            if isinstance(value, SecretStr):
+                value = None
+            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, width=1000).strip()
+            lines.append(f"{pad}{dumped[1:-1] if dumped.startswith('{') else dumped}")
+
+    walk(Config, Config(), 0)
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

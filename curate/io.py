@@ -1,0 +1,205 @@
+"""Reading inputs with errors that name the file, line and field; writing stage outputs atomically.
+
+A stage output is a directory holding a `datasets.DatasetDict` (`save_to_disk`), a parquet copy of
+each split under `parquet/`, and an optional `stats.json`. It is written to a temporary sibling and
+renamed into place, so a failed run never leaves a half-written directory and re-runs are safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict, load_from_disk
+
+MAIN_SPLIT = "train"
+READABLE = (".jsonl", ".json", ".parquet", ".csv")
+
+
+class InputError(ValueError):
+    """Bad input: the message says which file, line and field, and what is wrong."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None, field: str | None = None):
+        self.path, self.line, self.field = Path(path), line, field
+        where = f"{path}" + (f":{line}" if line is not None else "")
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{message}")
+
+
+def stable_id(*parts: Any) -> str:
+    """A content hash: the same content always gets the same id, across runs and machines."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()[:16]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", lineno)
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"malformed JSON at column {exc.colno}: {exc.msg}", lineno) from None
+            if isinstance(row, str):  # a file of plain JSON strings, one prompt a line
+                row = {"instruction": row}
+            if not isinstance(row, dict):
+                raise InputError(path, f"expected a JSON object, got {type(row).__name__}", lineno)
+            rows.append(row)
+    return rows
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"malformed JSON at column {exc.colno}: {exc.msg}", exc.lineno) from None
+    if isinstance(data, dict):
+        data = next((v for v in data.values() if isinstance(v, list)), None) or [data]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise InputError(path, "expected a JSON list of objects")
+    return data
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", line) from None
+    reader = csv.DictReader(text.splitlines())
+    rows = []
+    for row in reader:
+        if None in row:
+            raise InputError(path, "more values than header columns", reader.line_num)
+        rows.append(row)
+    return rows
+
+
+def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str] = ()) -> Dataset:
+    """Read a dataset from jsonl / json / parquet / csv, a saved Dataset or a curate stage output."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or directory")
+    if path.is_dir():
+        ds = _read_saved(path, split)
+    elif path.suffix == ".jsonl":
+        ds = _from_rows(path, _read_jsonl(path))
+    elif path.suffix == ".json":
+        ds = _from_rows(path, _read_json(path))
+    elif path.suffix == ".csv":
+        ds = _from_rows(path, _read_csv(path))
+    elif path.suffix == ".parquet":
+        try:
+            ds = Dataset.from_parquet(str(path))
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise InputError(path, f"not a readable parquet file: {exc}") from None
+    else:
+        raise InputError(path, f"unsupported input type; use one of {', '.join(READABLE)} or a dataset directory")
+    if len(ds) == 0:
+        raise InputError(path, "the input has no rows")
+    require_columns(ds, required, path)
+    return ds
+
+
+def _from_rows(path: Path, rows: list[dict[str, Any]]) -> Dataset:
+    if not rows:
+        raise InputError(path, "the input has no rows")
+    try:
+        return Dataset.from_list(rows)
+    except Exception as exc:  # pyarrow type clashes between rows
+        raise InputError(path, f"rows have inconsistent types: {exc}") from None
+
+
+def _read_saved(path: Path, split: str) -> Dataset:
+    if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        raise InputError(path, "not a dataset directory (no dataset_dict.json or state.json)")
+    loaded = load_from_disk(str(path))
+    if isinstance(loaded, DatasetDict):
+        if split not in loaded:
+            raise InputError(path, f"no split '{split}' (has: {', '.join(loaded)})")
+        return loaded[split]
+    return loaded
+
+
+def read_splits(path: Path | str) -> DatasetDict:
+    """All splits of a stage output (e.g. `train` and `removed` after dedup)."""
+    path = Path(path)
+    loaded = load_from_disk(str(path))
+    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({MAIN_SPLIT: loaded})
+
+
+def require_columns(ds: Dataset, columns: Sequence[str], path: Path | str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise InputError(
+            path, f"missing column (has: {', '.join(ds.column_names) or 'none'})", field=missing[0]
+        )
+
+
+def check_text_column(ds: Dataset, column: str, path: Path | str) -> None:
+    """Fail on rows whose text column is empty or not a string, naming the first such row (1-based)."""
+    require_columns(ds, [column], path)
+    for i, value in enumerate(ds[column]):
+        if not isinstance(value, str) or not value.strip():
+            bad = sum(1 for v in ds[column] if not isinstance(v, str) or not v.strip())
+            raise InputError(path, f"empty or missing text in {bad} row(s), first at row {i + 1}", i + 1, column)
+
+
+def load_stats(path: Path | str) -> dict[str, Any]:
+    stats = Path(path) / "stats.json"
+    return json.loads(stats.read_text()) if stats.exists() else {}
+
+
+@contextlib.contextmanager
+def atomic_dir(out: Path | str) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `out` only if the block succeeds."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_dataset(
+    out: Path | str,
+    data: Dataset | Mapping[str, Dataset],
+    stats: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a stage output atomically: save_to_disk, a parquet copy per split, and stats.json."""
+    splits = DatasetDict({MAIN_SPLIT: data} if isinstance(data, Dataset) else dict(data))
+    with atomic_dir(out) as tmp:
+        splits.save_to_disk(str(tmp))
+        (tmp / "parquet").mkdir()
+        for name, ds in splits.items():
+            ds.to_parquet(str(tmp / "parquet" / f"{name}.parquet"))
+        if stats is not None:
+            (tmp / "stats.json").write_text(json.dumps(stats, indent=2, default=str) + "\n")
+    return Path(out)

@@ -1,0 +1,1 @@
+"""Human review in Argilla: dataset settings, push, pull."""

@@ -1,0 +1,1 @@
+"""distilabel pipelines that generate the synthetic data: instructions, then preferences."""

@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests run the real models and the real argilla-server; nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public data sets beside the repo (../shared/data); CI has them."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data sets not found at {SHARED_DATA} (set CURATE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """The embedded defaults with short generations, so tests stay small."""
+    from curate.config import load_config
+
+    return load_config(
+        overrides={
+            "llm": {"max_new_tokens": 48, "n_ctx": 1024},
+            "server": {"data_dir": str(tmp_path / "argilla")},
+            "run": {"runs_dir": str(tmp_path / "runs")},
+        },
+        environ={},
+    )
+
+
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory: pytest.TempPathFactory):
+    """One embedded Argilla (argilla-server + Redis + worker + our search engine) for the session."""
+    from curate.server.launcher import start, stop
+
+    data_dir = tmp_path_factory.mktemp("argilla-data")
+    info = start(data_dir=data_dir)
+    try:
+        yield info
+    finally:
+        stop(data_dir=data_dir)
