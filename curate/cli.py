@@ -212,6 +212,94 @@ def select(
     _run_stage(go)
 
 
+@app.command("run")
+def run(
+    config: Optional[Path] = ConfigOpt,
+    name: Optional[str] = typer.Option(None, "--name", help="Run name: runs/<name>/ (default from config)."),
+    force: list[str] = typer.Option([], "--force", help="Redo this stage (and so everything after it)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.html at the end."),
+) -> None:
+    """The whole loop on one run directory: generate, dedup, score, select, push; then review in Argilla."""
+    from rich.table import Table
+
+    from curate.run import STAGES, run_stages, stage_named
+
+    cfg = _load(config, {"run": {"name": name}} if name else None)
+    run_dir = cfg.run.runs_dir / cfg.run.name
+    try:
+        for f in [*force, *([until] if until else [])]:
+            stage_named(f)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.rule(f"[bold]curate run[/] {run_dir}")
+
+    def event(kind: str, stage, entry: dict) -> None:
+        if kind == "skip":
+            console.print(f"[dim]skip[/]  {stage.name}: unchanged since {entry.get('finished')}")
+        elif kind == "start":
+            console.print(f"[bold cyan]run[/]   {stage.name} ...")
+        else:
+            console.print(f"[green]done[/]  {stage.name}: {entry['rows_out']} rows in {entry['seconds']}s")
+
+    manifest = _run_stage(lambda: run_stages(cfg, run_dir, force=set(force), until=until, on_event=event))
+    table = Table(title=f"run {cfg.run.name}")
+    for col in ("stage", "rows in", "rows out", "seconds", "output"):
+        table.add_column(col)
+    for stage in STAGES:
+        e = manifest["stages"].get(stage.name)
+        if e:
+            table.add_row(stage.name, str(e.get("rows_in") or ""), str(e.get("rows_out")),
+                          str(e.get("seconds")), e.get("output", ""))
+    Console().print(table)
+    if report:
+        from curate.report import write_report
+
+        console.print(f"report: [bold]{write_report(run_dir)}[/]")
+    if "06-push" in manifest["stages"]:
+        _print_review_instructions(cfg, run_dir)
+
+
+def _print_review_instructions(cfg: Config, run_dir: Path) -> None:
+    """Where to review, how to log in, and what to run next."""
+    stats_file = run_dir / "06-push" / "stats.json"
+    push = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    url = push.get("url") or cfg.argilla.api_url
+    lines = [f"Review the records in Argilla: [bold]{url or '(see `curate server status`)'}[/]",
+             f"dataset [bold]{cfg.argilla.dataset}[/] in workspace [bold]{cfg.argilla.workspace}[/]"]
+    if cfg.argilla.api_url is None:
+        from curate.server.launcher import start
+
+        info = start(data_dir=cfg.server.data_dir, host=cfg.server.host, port=cfg.server.port)
+        lines.append(f"log in as [bold]{info.username}[/] / password [bold]{info.password}[/] "
+                     f"(stored in {info.data_dir})")
+        lines.append("add annotators: curate server users add NAME --role annotator "
+                     f"--workspace {cfg.argilla.workspace}")
+    lines.append(f"then export: curate export --dataset {cfg.argilla.dataset} --output {run_dir / '07-export'}")
+    from rich.panel import Panel
+
+    Console().print(Panel("\n".join(lines), title="next: human review", expand=False))
+
+
+@app.command("report")
+def report(
+    run_dir: Optional[Path] = typer.Argument(None, help="A run directory (runs/<name>)."),
+    export_dir: Optional[Path] = typer.Option(None, "--export", help="An export directory (after review)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the HTML."),
+) -> None:
+    """Write a self-contained HTML report (funnel, scores, clusters, ratings, agreement)."""
+    from curate.report import write_report
+
+    if run_dir is None and export_dir is None:
+        _fail("give a run directory and/or --export DIR")
+    for path in (run_dir, export_dir):
+        if path is not None and not path.is_dir():
+            _fail(f"{path}: no such directory")
+    if export_dir is None and run_dir is not None and (run_dir / "07-export").is_dir():
+        export_dir = run_dir / "07-export"
+    console.print(f"report: [bold]{write_report(run_dir, export_dir, output)}[/]")
+
+
 def _print_stats(headline: str, stats: dict) -> None:
     console.print(f"[bold green]done:[/] {headline}")
     if stats:

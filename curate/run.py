@@ -1,0 +1,215 @@
+"""`curate run`: the whole loop as resumable stages under one run directory.
+
+Each stage writes `runs/<name>/NN-stage/` and records itself in `runs/<name>/manifest.json` (config,
+versions, model hashes, rows in/out, seconds). A stage is skipped when its key (its own config section
+plus its input's output id) matches a finished entry, so re-runs are cheap and an interrupted run
+resumes at the first unfinished stage. Redoing a stage gives it a new output id, which invalidates
+everything downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from curate.config import Config, dump_config
+from curate.io import read_rows, stable_id, write_dataset
+
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = (
+    "curate", "distilabel", "argilla", "argilla-server", "datasets", "sentence-transformers",
+    "llama_cpp_python", "torch", "transformers", "faiss-cpu",
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the loop: reads the previous stage's output, writes its own."""
+
+    name: str  # directory name, e.g. "03-dedup"
+    sections: tuple[str, ...]  # config sections whose change invalidates this stage
+    run: Callable[[Config, Dataset | None, Path], dict[str, Any]]  # returns stats incl. rows_out
+
+
+def _instructions(cfg: Config, _: Dataset | None, out: Path) -> dict[str, Any]:
+    from pipelines.instructions import generate_instructions
+
+    ds, stats = generate_instructions(cfg)
+    write_dataset(out, ds, stats)
+    return {"rows_in": None, "rows_out": len(ds), **stats}
+
+
+def _preferences(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
+    from pipelines.preferences import generate_preferences
+
+    assert ds is not None
+    result, stats = generate_preferences(cfg, ds)
+    write_dataset(out, result, stats)
+    return {"rows_in": len(ds), "rows_out": len(result), **stats}
+
+
+def _dedup(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
+    from curate.dedup import dedup
+
+    assert ds is not None
+    kept, removed, stats = dedup(ds, cfg.dedup, cfg.embeddings, source=out)
+    write_dataset(out, {"train": kept, "removed": removed}, stats)
+    return {"rows_in": len(ds), "rows_out": len(kept), **stats}
+
+
+def _score(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
+    from curate.score import score
+
+    assert ds is not None
+    scored, stats = score(ds, cfg, source=out)
+    write_dataset(out, scored, stats)
+    return {"rows_in": len(ds), "rows_out": len(scored), **stats}
+
+
+def _select(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
+    from curate.select import select
+
+    assert ds is not None
+    selected, rejected, stats = select(ds, cfg.select, cfg.embeddings, source=out)
+    write_dataset(out, {"train": selected, "rejected": rejected}, stats)
+    return {"rows_in": len(ds), "rows_out": len(selected), **stats}
+
+
+def _push(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
+    from curate.review.push import push
+
+    assert ds is not None
+    stats = push(ds, cfg, cfg.argilla.dataset, cfg.argilla.workspace)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, default=str) + "\n")
+    return {"rows_in": len(ds), "rows_out": stats.get("pushed", len(ds)), **stats}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("01-instructions", ("llm", "generate"), _instructions),
+    Stage("02-preferences", ("llm", "generate"), _preferences),
+    Stage("03-dedup", ("dedup", "embeddings"), _dedup),
+    Stage("04-score", ("score", "llm"), _score),
+    Stage("05-select", ("select", "embeddings"), _select),
+    Stage("06-push", ("argilla", "review", "server"), _push),
+)
+STAGE_NAMES = tuple(s.name.split("-", 1)[1] for s in STAGES)
+
+
+def stage_named(name: str) -> Stage:
+    """Find a stage by its short name (`dedup`) or directory name (`03-dedup`)."""
+    for stage in STAGES:
+        if name in (stage.name, stage.name.split("-", 1)[1]):
+            return stage
+    raise ValueError(f"unknown stage '{name}' (one of: {', '.join(STAGE_NAMES)})")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for pkg in TRACKED_PACKAGES:
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def model_files(cfg: Config) -> dict[str, Any]:
+    """The local model files this run uses, with hashes (hosted models are recorded by name)."""
+    from curate.models import embedded_encoder_path, file_sha256, llm_model_path, llm_name
+
+    files: dict[str, Any] = {"llm": {"name": llm_name(cfg.llm)}}
+    if cfg.llm.provider == "llamacpp":
+        path = llm_model_path(cfg.llm)
+        files["llm"] |= {"path": str(path), "sha256": file_sha256(path)}
+    if cfg.embeddings.model is None:
+        weights = sorted(embedded_encoder_path().glob("*.safetensors"))
+        files["encoder"] = {"name": "all-MiniLM-L6-v2 (embedded)", "path": str(embedded_encoder_path())}
+        if weights:
+            files["encoder"]["sha256"] = file_sha256(weights[0])
+    else:
+        files["encoder"] = {"name": cfg.embeddings.model}
+    return files
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {"stages": {}}
+
+
+def save_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically (rename), so an interruption never leaves it truncated."""
+    tmp = run_dir / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.replace(run_dir / MANIFEST)
+
+
+def stage_key(cfg: Config, stage: Stage, input_output_id: str | None) -> str:
+    config = dump_config(cfg)
+    return stable_id(stage.name, {s: config[s] for s in stage.sections}, input_output_id)
+
+
+def run_stages(
+    cfg: Config,
+    run_dir: Path,
+    force: set[str] | frozenset[str] = frozenset(),
+    until: str | None = None,
+    on_event: Callable[[str, Stage, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or skip) each stage in order; returns the manifest. `on_event(kind, stage, entry)`:
+    kind is 'skip', 'start' or 'done'."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(run_dir)
+    manifest.update(
+        {"run": run_dir.name, "config": dump_config(cfg), "versions": versions(), "models": model_files(cfg)}
+    )
+    manifest.setdefault("created", _now())
+    force_names = {stage_named(f).name for f in force}
+    previous: Stage | None = None
+    previous_id: str | None = None
+    for stage in STAGES:
+        out = run_dir / stage.name
+        key = stage_key(cfg, stage, previous_id)
+        entry = manifest["stages"].get(stage.name, {})
+        finished = entry.get("status") == "done" and entry.get("key") == key and out.exists()
+        if finished and stage.name not in force_names:
+            on_event and on_event("skip", stage, entry)
+        else:
+            data = read_rows(run_dir / previous.name) if previous else None
+            entry = {"status": "running", "key": key, "started": _now(), "output": str(out)}
+            manifest["stages"][stage.name] = entry
+            save_manifest(run_dir, manifest)
+            on_event and on_event("start", stage, entry)
+            t0 = time.perf_counter()
+            stats = stage.run(cfg, data, out)
+            entry.update(
+                status="done",
+                finished=_now(),
+                seconds=round(time.perf_counter() - t0, 2),
+                rows_in=stats.pop("rows_in", None),
+                rows_out=stats.pop("rows_out", None),
+                stats=stats,
+                output_id=uuid.uuid4().hex[:12],
+            )
+            save_manifest(run_dir, manifest)
+            on_event and on_event("done", stage, entry)
+        previous, previous_id = stage, entry["output_id"]
+        if until and stage.name == stage_named(until).name:
+            break
+    manifest["finished"] = _now()
+    save_manifest(run_dir, manifest)
+    return manifest
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
