@@ -131,9 +131,10 @@ def _confusion(matrix: dict[str, dict[str, int]], title: str) -> str:
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("human majority")
     ax.set_ylabel("judge suggestion")
+    top = max((v for row in grid for v in row), default=0)
     for i, row in enumerate(grid):
         for j, value in enumerate(row):
-            ax.text(j, i, str(value), ha="center", va="center")
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
     ax.set_title(title)
     return _png(fig)
 
@@ -164,7 +165,7 @@ def _review(summary: dict[str, Any]) -> str:
             parts.append(_confusion(stats["confusion"], f"Judge {agent} vs humans"))
         if isinstance(stats, dict) and stats.get("agreement") is not None:
             parts.append(f"<p>Judge <b>{_esc(agent)}</b> agrees with the human majority on "
-                         f"{_fmt(stats['agreement'])} of {stats.get('n', '?')} records.</p>")
+                         f"{stats['agreement']:.0%} of {stats.get('n', '?')} records.</p>")
     bias = agreement.get("position_bias") or summary.get("position_bias")
     if isinstance(bias, dict) and bias:
         shown = {k: v for k, v in bias.items() if isinstance(v, (int, float))}
