@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import datasets
 import typer
 import yaml
 from rich.console import Console
@@ -20,6 +21,8 @@ from curate.io import InputError
 from curate.server.cli import app as server_app
 
 console = Console(stderr=True)
+# datasets prints a bar for every tiny save/load; our stages show their own progress instead.
+datasets.disable_progress_bars()
 app = typer.Typer(
     name="curate",
     help="Human-in-the-loop curation of synthetic LLM training data (distilabel -> dedup -> Deita -> Argilla).",
