@@ -1,0 +1,428 @@
+"""Dedup: exact, then semantic near-duplicates; each cluster keeps its best row and every decision is explained.
+
+Steps: (1) rows whose compared text is equal after normalisation (NFKC, case, whitespace, punctuation)
+form exact groups; (2) one representative per group (its best row) is embedded with sentence-transformers
+(normalised, so a dot product is the cosine); (3) pairs of representatives with cosine >= threshold are
+found by blocked brute force or a faiss IVF index whose candidates are re-scored exactly; (4) connected
+components over exact groups + semantic pairs are the clusters; each keeps its best row (keep rule:
+Deita score, else judge rating, else first seen). Removed rows are returned, never dropped.
+
+Written here rather than reusing a library because none keeps the best member of a cluster:
+distilabel's EmbeddingDedup drops every row that is someone's neighbour, SemHash keeps the first seen.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from datasets import Dataset
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from curate.config import ConfigError, DedupConfig, EmbeddingConfig
+from curate.io import InputError, check_text_column, stable_id
+
+EMBEDDING = "embedding"
+DEDUP_COLUMNS = ("dedup_cluster", "dedup_cluster_size", "duplicate_of", "dedup_similarity", "dedup_kind",
+                 "dedup_keep_rule", EMBEDDING)
+RESPONSE_COLUMNS = ("response", "output", "generations")
+# Bytes of similarity scores held at once by the brute-force backend (one block of rows x all rows).
+BLOCK_BYTES = 256 << 20
+
+_console = Console(stderr=True)
+_SPACES = re.compile(r"[\s]+")
+
+
+# --------------------------------------------------------------------------------------------- text
+
+
+def normalize_text(text: str) -> str:
+    """The exact-duplicate key: NFKC, case-folded, punctuation replaced by spaces, whitespace collapsed.
+
+    Punctuation becomes a space (not nothing) so that "3.5" and "35" stay different.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    stripped = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in folded)
+    key = _SPACES.sub(" ", stripped).strip()
+    return key or _SPACES.sub(" ", folded).strip()  # a text of only punctuation keeps it
+
+
+def _best_generation(row_generations: Sequence[Any], row_ratings: Sequence[Any] | None) -> Any:
+    """The generation a preference row would export as `chosen`: the best rated, else the first."""
+    rated = [(float(r), -i) for i, r in enumerate(row_ratings or [])
+             if isinstance(r, (int, float)) and i < len(row_generations)]
+    if rated:
+        _, neg_index = max(rated)  # highest rating; the earliest on ties
+        return row_generations[-neg_index]
+    return row_generations[0] if row_generations else None
+
+
+def compared_texts(ds: Dataset, cfg: DedupConfig, source: Path | str | None = None) -> tuple[list[str], str]:
+    """The text compared for each row and a description of it (e.g. "instruction + input + output").
+
+    Alpaca-style rows carry part of the prompt in `input`; with the default column it is appended, else
+    "Summarize this text" rows with different texts would all be duplicates. With `include_response` the
+    response is appended: `response`, else `output`, else the best-rated of `generations`.
+    """
+    source = source or "<dataset>"
+    check_text_column(ds, cfg.column, source)
+    texts = list(ds[cfg.column])
+    parts = [cfg.column]
+    if cfg.column == "instruction" and "input" in ds.column_names:
+        extra = list(ds["input"])
+        if any(isinstance(x, str) and x.strip() for x in extra):
+            texts = [f"{t}\n\n{x}" if isinstance(x, str) and x.strip() else t for t, x in zip(texts, extra)]
+            parts.append("input")
+    if cfg.include_response:
+        rcol = next((c for c in RESPONSE_COLUMNS if c in ds.column_names), None)
+        if rcol is None:
+            raise InputError(source, "include_response needs a response column "
+                             f"({', '.join(RESPONSE_COLUMNS)}); has: {', '.join(ds.column_names)}", field="response")
+        if rcol == "generations":
+            ratings = list(ds["ratings"]) if "ratings" in ds.column_names else [None] * len(ds)
+            responses = [_best_generation(g or [], r) for g, r in zip(ds["generations"], ratings)]
+            for i, r in enumerate(responses):
+                if not isinstance(r, str) or not r.strip():
+                    raise InputError(source, f"empty or missing generation at row {i + 1}", i + 1, "generations")
+        else:
+            check_text_column(ds, rcol, source)
+            responses = list(ds[rcol])
+        texts = [f"{t}\n\n{r}" for t, r in zip(texts, responses)]
+        parts.append(rcol)
+    return texts, " + ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------- embeddings
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=_console, transient=True)
+
+
+def embedding_dim(emb: EmbeddingConfig) -> int:
+    from curate.models import load_encoder
+
+    model = load_encoder(emb)
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def embed(texts: Sequence[str], emb: EmbeddingConfig, description: str = "embedding") -> np.ndarray:
+    """Normalised float32 embeddings, in chunks (for a progress bar) of texts sorted by length.
+
+    Sorting globally keeps padding as low as one big `encode` call does (it sorts within its input only).
+    """
+    from curate.models import encode
+
+    n = len(texts)
+    out: np.ndarray | None = None
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    chunk = max(emb.batch_size * 16, 256)
+    with progress() as bar:
+        task = bar.add_task(description, total=n)
+        for start in range(0, n, chunk):
+            idx = order[start : start + chunk]
+            vectors = encode([texts[i] for i in idx], emb)
+            if out is None:
+                out = np.empty((n, vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+            bar.advance(task, len(idx))
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def stored_embeddings(ds: Dataset, dim: int) -> np.ndarray | None:
+    """The `embedding` column as an (n, dim) normalised matrix, or None if absent, incomplete or another size."""
+    if EMBEDDING not in ds.column_names or len(ds) == 0:
+        return None
+    col = ds.with_format("arrow")[EMBEDDING]
+    if col.null_count:
+        return None
+    arr = col.combine_chunks()
+    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
+        return None
+    if pa.types.is_fixed_size_list(arr.type):
+        if arr.type.list_size != dim:
+            return None
+    else:
+        lengths = np.asarray(arr.value_lengths())
+        if (lengths != dim).any():
+            return None
+    flat = arr.flatten()
+    if flat.null_count:
+        return None
+    vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(ds), dim)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if not np.isfinite(vectors).all() or (norms == 0).any():
+        return None
+    return vectors / norms
+
+
+def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """An arrow column for `vectors` (fixed-size float32 lists) without going through Python lists."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+# -------------------------------------------------------------------------------------------- search
+
+
+def _pairs_exact(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs i < j with x_i . x_j >= threshold: blocked matrix products over the upper triangle."""
+    n = len(x)
+    block = max(1, min(n, BLOCK_BYTES // (4 * max(n, 1))))
+    rows, cols, sims = [], [], []
+    with progress() as bar:
+        task = bar.add_task("comparing (exact)", total=n)
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            s = x[start:stop] @ x[start:].T  # (b, n - start): only columns at or after the block
+            r, c = np.nonzero(s >= threshold)
+            keep = c > r  # column offset is `start`, so c > r means j > i
+            r, c = r[keep], c[keep]
+            rows.append(r + start)
+            cols.append(c + start)
+            sims.append(s[r, c])
+            bar.advance(task, stop - start)
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.concatenate(sims)
+
+
+def ann_params(n: int) -> tuple[int, int]:
+    """IVF cells and cells probed per query for n vectors: ~2 sqrt(n) cells, 16 probed.
+
+    Near-duplicates (cosine >= 0.8) sit in the same or an adjacent Voronoi cell; probing 16 of them, and
+    querying from both ends of every pair, keeps recall at 1.0 in benchmarks/dedup_speed.py.
+    """
+    nlist = max(1, min(int(2 * math.sqrt(n)), n // 40))
+    return nlist, min(nlist, 16)
+
+
+def _pairs_faiss(x: np.ndarray, threshold: float, nprobe: int | None = None,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs above threshold through a faiss IVF inner-product index, re-scored exactly from `x`."""
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss is in the `scale` extra
+        raise ConfigError("dedup.backend faiss needs faiss: pip install 'curate[scale]'") from exc
+    n, d = x.shape
+    nlist, default_probe = ann_params(n)
+    if nlist == 1:  # too few vectors to train cells: a flat (exact) inner-product index
+        index = faiss.IndexFlatIP(d)
+    else:
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        train = x if n <= nlist * 64 else x[np.sort(rng.choice(n, nlist * 64, replace=False))]
+        index.train(train)
+        index.nprobe = nprobe or default_probe
+    index.add(x)
+    # Range search reports IP > radius; a small slack keeps pairs exactly at the threshold, and every
+    # candidate is re-scored below with the exact float32 dot product.
+    radius = threshold - 1e-4
+    keys = []
+    step = 8192
+    with progress() as bar:
+        task = bar.add_task("comparing (faiss IVF)", total=n)
+        for start in range(0, n, step):
+            lims, _, ids = index.range_search(x[start : start + step], radius)
+            lims = lims.astype(np.int64)
+            q = np.repeat(np.arange(start, start + len(lims) - 1, dtype=np.int64), np.diff(lims))
+            ids = ids.astype(np.int64)
+            other = ids != q
+            a, b = np.minimum(q[other], ids[other]), np.maximum(q[other], ids[other])
+            keys.append(a * n + b)  # both directions of a pair collapse to one key
+            bar.advance(task, len(lims) - 1)
+    key = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    rows, cols = key // n, key % n
+    sims = np.einsum("ij,ij->i", x[rows], x[cols]) if len(key) else np.empty(0, np.float32)
+    ok = sims >= threshold
+    return rows[ok], cols[ok], sims[ok]
+
+
+def similar_pairs(x: np.ndarray, threshold: float, backend: str = "exact",
+                  nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of rows of the normalised matrix `x` whose cosine is >= threshold."""
+    if backend == "faiss":
+        return _pairs_faiss(x, threshold, nprobe)
+    return _pairs_exact(x, threshold)
+
+
+# ------------------------------------------------------------------------------------------ keep rule
+
+
+def _as_score(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):  # `ratings`: one per generation; a row is as good as its best
+        numbers = [float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return max(numbers) if numbers else math.nan
+    return math.nan
+
+
+def keep_scores(ds: Dataset, rule: str, source: Path | str) -> tuple[str, np.ndarray]:
+    """The effective keep rule and each row's score under it (NaN where a row has none)."""
+    has = {
+        "deita": "deita_score" in ds.column_names,
+        "rating": "ratings" in ds.column_names,
+    }
+    column = {"deita": "deita_score", "rating": "ratings"}
+    scores = {}
+    for name, present in has.items():
+        if present:
+            scores[name] = np.array([_as_score(v) for v in ds[column[name]]], dtype=np.float64)
+    if rule == "auto":
+        rule = next((r for r in ("deita", "rating") if r in scores and not np.isnan(scores[r]).all()), "first")
+    if rule == "first":
+        return rule, np.zeros(len(ds))
+    if rule not in scores:
+        hint = "run `curate score` first" if rule == "deita" else "use preference rows with judge `ratings`"
+        raise InputError(source, f"dedup.keep={rule} needs this column ({hint}), or use keep=auto|first",
+                         field=column[rule])
+    return rule, scores[rule]
+
+
+def _preference(scores: np.ndarray) -> np.ndarray:
+    """Rank of each row in keep order: scored before unscored, higher first, earlier first on ties."""
+    n = len(scores)
+    filled = np.where(np.isnan(scores), -np.inf, scores)
+    order = np.lexsort((np.arange(n), -filled))
+    pref = np.empty(n, dtype=np.int64)
+    pref[order] = np.arange(n)
+    return pref
+
+
+# ------------------------------------------------------------------------------------------- dedup
+
+
+@contextmanager
+def _timer(stats: dict[str, float], key: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    stats[key] = round(time.perf_counter() - t0, 3)
+
+
+def dedup(ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig,
+          source: Path | str | None = None) -> tuple[Dataset, Dataset, dict[str, Any]]:
+    """Remove exact and semantic near-duplicates, keeping each cluster's best row; returns (kept, removed, stats)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from curate.models import encoder_name
+
+    t_start = time.perf_counter()
+    source = source or "<dataset>"
+    if not -1.0 < cfg.threshold <= 1.0:
+        raise ConfigError(f"dedup.threshold: {cfg.threshold} is not a cosine similarity in (-1, 1]")
+    n = len(ds)
+    if n == 0:
+        raise InputError(source, "the input has no rows")
+    timings: dict[str, float] = {}
+    texts, compared = compared_texts(ds, cfg, source)
+    ds = ds.remove_columns([c for c in DEDUP_COLUMNS if c in ds.column_names and c != EMBEDDING])
+    rule, scores = keep_scores(ds, cfg.keep, source)
+    pref = _preference(scores)
+
+    # 1. exact groups on the normalised text; each group's representative is its best row
+    with _timer(timings, "exact_s"):
+        group_of: dict[str, int] = {}
+        group = np.fromiter((group_of.setdefault(normalize_text(t), len(group_of)) for t in texts),
+                            dtype=np.int64, count=n)
+        n_groups = len(group_of)
+        best_pref = np.full(n_groups, n, dtype=np.int64)
+        np.minimum.at(best_pref, group, pref)
+        order = np.argsort(pref)
+        rep_row = order[best_pref]  # row index of each group's best member
+
+    # 2. embeddings: reuse a stored column of the right size, else embed the representatives only
+    dim = embedding_dim(emb)
+    stored = stored_embeddings(ds, dim)
+    with _timer(timings, "embed_s"):
+        if stored is not None:
+            row_vectors, embeddings = stored, "reused"
+            rep_vectors = stored[rep_row]
+        else:
+            rep_vectors = embed([texts[i] for i in rep_row], emb, f"embedding {n_groups} texts")
+            row_vectors, embeddings = rep_vectors[group], "computed"
+
+    # 3. semantic pairs between representatives
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "faiss" if n_groups >= cfg.ann_min_rows else "exact"
+    with _timer(timings, "search_s"):
+        a, b, _ = similar_pairs(rep_vectors, cfg.threshold, backend)
+
+    # 4. clusters = connected components; each keeps its best row
+    with _timer(timings, "cluster_s"):
+        graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_groups, n_groups))
+        n_comp, comp_of_group = connected_components(graph, directed=False)
+        comp = comp_of_group[group]
+        comp_best = np.full(n_comp, n, dtype=np.int64)
+        np.minimum.at(comp_best, comp, pref)
+        kept_row = order[comp_best][comp]  # for every row, the row its cluster keeps
+        first_row = np.full(n_comp, n, dtype=np.int64)
+        np.minimum.at(first_row, comp, np.arange(n))
+        cluster_id = np.empty(n_comp, dtype=np.int64)
+        cluster_id[np.argsort(first_row, kind="stable")] = np.arange(n_comp)  # numbered by first appearance
+        size = np.bincount(comp, minlength=n_comp)
+
+        ids = list(ds["id"]) if "id" in ds.column_names else [stable_id(t) for t in texts]
+        is_dup = kept_row != np.arange(n)
+        exact = is_dup & (group == group[kept_row])
+        sims = np.einsum("ij,ij->i", row_vectors, row_vectors[kept_row]).clip(-1.0, 1.0)
+        sims[exact] = 1.0
+        duplicate_of = [ids[k] if d else None for k, d in zip(kept_row.tolist(), is_dup.tolist())]
+        similarity = [float(s) if d else None for s, d in zip(sims.tolist(), is_dup.tolist())]
+        kind = ["exact" if e else "semantic" if d else None for e, d in zip(exact.tolist(), is_dup.tolist())]
+
+    out = ds.remove_columns([EMBEDDING]) if EMBEDDING in ds.column_names else ds
+    if "id" not in out.column_names:
+        out = out.add_column("id", ids)
+    out = out.add_column("dedup_cluster", cluster_id[comp].tolist())
+    out = out.add_column("dedup_cluster_size", size[comp].tolist())
+    out = out.add_column("duplicate_of", pa.array(duplicate_of, pa.string()))
+    out = out.add_column("dedup_similarity", pa.array(similarity, pa.float64()))
+    out = out.add_column("dedup_kind", pa.array(kind, pa.string()))
+    out = out.add_column("dedup_keep_rule", [rule] * n)
+    out = out.add_column(EMBEDDING, embedding_array(row_vectors))
+
+    removed_idx = np.nonzero(is_dup)[0]
+    semantic = is_dup & ~exact
+    stats: dict[str, Any] = {
+        "rows": n,
+        "kept": n if cfg.dry_run else n - len(removed_idx),
+        "removed": 0 if cfg.dry_run else len(removed_idx),
+        "duplicates": int(is_dup.sum()),
+        "exact_duplicates": int(exact.sum()),
+        "semantic_duplicates": int(semantic.sum()),
+        # connected components can chain: a member may be under the threshold to the row kept
+        "semantic_below_threshold_to_kept": int((semantic & (sims < cfg.threshold)).sum()),
+        "clusters_with_duplicates": int((size > 1).sum()),
+        "largest_cluster": int(size.max()),
+        "similar_pairs": int(len(a)),
+        "threshold": cfg.threshold,
+        "compared_text": compared,
+        "keep_rule": rule,
+        "keep_rule_configured": cfg.keep,
+        "backend": backend,
+        "encoder": encoder_name(emb),
+        "embeddings": embeddings,
+        "dry_run": cfg.dry_run,
+        "seconds": {**timings, "total_s": round(time.perf_counter() - t_start, 3)},
+    }
+    if cfg.dry_run:
+        return out, out.select([]), stats
+    keep_idx = np.nonzero(~is_dup)[0]
+    return out.select(keep_idx), out.select(removed_idx), stats
