@@ -215,6 +215,137 @@ def select(
     _run_stage(go)
 
 
+DatasetOpt = typer.Option(None, "--dataset", "-d", help="Argilla dataset name (default: argilla.dataset).")
+WorkspaceOpt = typer.Option(None, "--workspace", "-w", help="Argilla workspace (default: argilla.workspace).")
+
+
+def _review_stage(fn):
+    """Like _run_stage, plus review errors (server refusal, settings clash) as clean exits."""
+    from curate.review.client import ReviewError
+
+    def go():
+        try:
+            return fn()
+        except ReviewError as exc:
+            _fail(str(exc))
+
+    return _run_stage(go)
+
+
+@app.command("push")
+def push(
+    input: Path = typer.Option(..., "--input", "-i", help="Preference rows: a curate output, jsonl, parquet, csv."),
+    dataset: Optional[str] = DatasetOpt,
+    workspace: Optional[str] = WorkspaceOpt,
+    min_submitted: Optional[int] = typer.Option(None, "--min-submitted", help="Annotators per record."),
+    update_settings: Optional[bool] = typer.Option(
+        None, "--update-settings/--keep-settings", help="Apply metadata/vector/guidelines changes to an existing dataset."
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the recorded A/B order."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Records per upsert (max 500)."),
+    vectors: Optional[bool] = typer.Option(None, "--vectors/--no-vectors", help="Add the prompt embedding."),
+    quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="Where rejected rows go (jsonl)."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Push pairs to Argilla for human review (idempotent: re-runs skip records already there)."""
+    cfg = _load(config, _overrides(
+        argilla={"dataset": dataset, "workspace": workspace},
+        review={"min_submitted": min_submitted, "update_settings": update_settings, "seed": seed,
+                "batch_size": batch_size, "vectors": vectors},
+    ))
+
+    def go():
+        from curate.io import read_rows
+        from curate.review.push import push as run
+
+        stats = run(read_rows(input), cfg, cfg.argilla.dataset, cfg.argilla.workspace, source=input,
+                    quarantine=quarantine)
+        _print_stats(f"{stats['created']} new, {stats['already_present']} already there, {stats['rejected']} "
+                     f"quarantined -> {cfg.argilla.workspace}/{cfg.argilla.dataset} at {stats['api_url']}", stats)
+
+    _review_stage(go)
+
+
+@app.command("status")
+def status(
+    dataset: Optional[str] = DatasetOpt,
+    workspace: Optional[str] = WorkspaceOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the full status as JSON."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Review progress: pending/completed records, responses per annotator, disagreements, agreement."""
+    cfg = _load(config, _overrides(argilla={"dataset": dataset, "workspace": workspace}))
+
+    def go():
+        from rich.table import Table
+
+        from curate.review.status import review_status
+
+        st = review_status(cfg, cfg.argilla.dataset, cfg.argilla.workspace)
+        if as_json:
+            print(json.dumps(st, indent=2, default=str))
+            return
+        out = Console()
+        out.print(f"[bold]{st['workspace']}/{st['dataset']}[/] at {st['api_url']} "
+                  f"(min_submitted={st['min_submitted']})")
+        out.print(f"records: {st['records']}  completed: [green]{st['completed']}[/]  pending: {st['pending']}  "
+                  f"with disagreement: [yellow]{st['records_with_disagreement']}[/]")
+        table = Table(title="responses per annotator")
+        for col in ("annotator", "submitted", "discarded", "draft"):
+            table.add_column(col)
+        for user, counts in st["annotators"].items():
+            table.add_row(user, *(str(counts.get(k, 0)) for k in ("submitted", "discarded", "draft")))
+        out.print(table)
+        agr = st["agreement"]
+        alphas = ", ".join(f"{q}={a['alpha'] if a['alpha'] is not None else 'n/a'}"
+                           for q, a in agr["krippendorff_alpha"].items())
+        out.print(f"Krippendorff alpha: {alphas}")
+        out.print(f"percent agreement: {agr['percent_agreement']['pairwise']}  "
+                  f"A chosen share: {agr['position_bias']['a_share']}")
+        for agent, j in agr["judge_vs_human"].items():
+            out.print(f"judge {agent} vs humans: {j['agreement']} over {j['records']} records")
+
+    _review_stage(go)
+
+
+@app.command("export")
+def export(
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory (DatasetDict + README.md card)."),
+    dataset: Optional[str] = DatasetOpt,
+    workspace: Optional[str] = WorkspaceOpt,
+    to_hub: Optional[str] = typer.Option(None, "--to-hub", help="Also push to this Hub dataset repo (HF_TOKEN)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing Hub repo's data."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="majority | unanimous"),
+    min_votes: Optional[int] = typer.Option(None, "--min-votes", help="Submitted votes a record needs."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Winning vote share needed."),
+    include_unreviewed: Optional[bool] = typer.Option(
+        None, "--include-unreviewed/--reviewed-only", help="Use the judge for records nobody reviewed (marked)."
+    ),
+    use_corrections: Optional[bool] = typer.Option(
+        None, "--use-corrections/--ignore-corrections", help="A reviewer's correction replaces `chosen`."
+    ),
+    license: Optional[str] = typer.Option(None, "--license", help="Licence in the dataset card."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Export human-reviewed preference pairs (TRL format, SFT, all responses) with a dataset card."""
+    cfg = _load(config, _overrides(
+        argilla={"dataset": dataset, "workspace": workspace},
+        export={"policy": policy, "min_votes": min_votes, "min_agreement": min_agreement,
+                "include_unreviewed": include_unreviewed, "use_corrections": use_corrections, "license": license},
+    ))
+
+    def go():
+        from curate.export import export as run
+
+        summary = run(cfg, cfg.argilla.dataset, cfg.argilla.workspace, output, to_hub=to_hub, overwrite=overwrite)
+        acc = summary["accounting"]
+        _print_stats(f"{summary['pairs']} pairs from {acc['records']['total']} records -> {output}"
+                     + (f" and {summary['hub_url']}" if summary.get("hub_url") else ""),
+                     {"accounting": acc, "agreement": summary["agreement"]})
+
+    _review_stage(go)
+
+
 @app.command("run")
 def run(
     config: Optional[Path] = ConfigOpt,

@@ -121,9 +121,12 @@ class ArgillaConfig(Section):
 
 class ReviewConfig(Section):
     min_submitted: int = Field(1, description="Annotators who must submit per record (task distribution).")
-    batch_size: int = 200
+    batch_size: int = Field(500, description="Records per bulk upsert (argilla-server allows at most 500).")
     seed: int = Field(0, description="Seed for the recorded A/B order of responses.")
-    update_settings: bool = False
+    update_settings: bool = Field(
+        False, description="Apply metadata/vector/guidelines/distribution changes to an existing dataset."
+    )
+    vectors: bool = Field(True, description="Add the prompt embedding as a vector field ('find similar').")
 
 
 class ExportConfig(Section):
@@ -133,6 +136,7 @@ class ExportConfig(Section):
     include_unreviewed: bool = Field(False, description="Fall back to the judge for unreviewed records.")
     use_corrections: bool = Field(True, description="A reviewer's corrected response replaces `chosen`.")
     license: str = "apache-2.0"
+    private: bool = Field(True, description="Create the Hub repo as private (--to-hub).")
 
 
 class ServerConfig(Section):

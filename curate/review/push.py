@@ -1,0 +1,327 @@
+"""Push review pairs to Argilla: settings from the data, judge suggestions, recorded A/B order.
+
+Safe to re-run: record ids are content hashes, records already in the dataset are skipped (so a
+re-push never touches their suggestions or human responses, and an interrupted push resumes), the
+rest go in batched upserts keyed by that id (so even a race cannot duplicate). Rows the server
+rejects are quarantined with its reason and the others still land.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import argilla as rg
+from argilla._exceptions import ArgillaAPIError
+from datasets import Dataset
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from curate.config import Config
+from curate.io import load_stats
+from curate.review import client as rc
+from curate.review import pairs as pr
+from curate.review import settings as st
+
+MAX_BATCH = 500  # argilla-server's limit per bulk upsert
+PROVENANCE_KEY = "curate"
+
+
+def quarantine_path(cfg: Config, dataset: str) -> Path:
+    return Path(cfg.run.runs_dir) / cfg.run.name / f"push-{dataset}-quarantine.jsonl"
+
+
+def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
+    """Reuse the `embedding` column (from dedup); encode prompts only where it is missing."""
+    dims = {len(p["embedding"]) for p in pairs if p["embedding"] is not None}
+    missing = [p for p in pairs if p["embedding"] is None]
+    if not pairs:
+        return None
+    if len(dims) > 1 or missing:
+        from curate.models import encode
+
+        todo = pairs if len(dims) > 1 else missing
+        vectors = encode([pr.prompt_text(p["messages"]) for p in todo], cfg.embeddings)
+        if dims and vectors.shape[1] not in dims:
+            # The stored embeddings come from another model: one dataset needs one vector space.
+            todo, vectors = pairs, encode([pr.prompt_text(p["messages"]) for p in pairs], cfg.embeddings)
+        for pair, vec in zip(todo, vectors):
+            pair["embedding"] = [float(v) for v in vec]
+    return len(pairs[0]["embedding"])
+
+
+def _record(pair: dict[str, Any], dataset: rg.Dataset, has_vector: bool) -> rg.Record:
+    a, b = pr.shown(pair)
+    agent = pair["judge_model"] or "judge"
+    suggestions = []
+    label = pr.judge_label(pair)
+    if label is not None:
+        suggestions.append(rg.Suggestion(st.PREFERENCE, label, score=pr.judge_score(pair), agent=agent,
+                                         type="model"))
+    for question, pos in ((st.RATING_A, a), (st.RATING_B, b)):
+        if pair["ratings"][pos] is not None:
+            suggestions.append(rg.Suggestion(question, pair["ratings"][pos], agent=agent, type="model"))
+    record = rg.Record(
+        id=pair["id"],
+        fields={st.PROMPT: pair["messages"], st.RESPONSE_A: pair["responses"][a],
+                st.RESPONSE_B: pair["responses"][b]},
+        metadata={k: v for k, v in pr.record_metadata(pair).items() if k in dataset.settings.metadata},
+        suggestions=suggestions,
+        vectors={st.VECTOR: pair["embedding"]} if has_vector and pair["embedding"] else None,
+    )
+    record.dataset = dataset
+    return record
+
+
+_POSITION = re.compile(r"Record at position (\d+) is not valid because (.*?)(?:\"\}|$)", re.S)
+_ITEM_LOC = re.compile(r"\"items\",\s*(\d+)")
+
+
+def _send(client: rg.Argilla, dataset: rg.Dataset, batch: list[tuple[dict, rg.Record]],
+          quarantined: list[dict]) -> int:
+    """Upsert a batch; a rejected record is quarantined with the server's reason and the rest retried."""
+    pending = list(batch)
+    sent = 0
+    while pending:
+        try:
+            client.api.records.bulk_upsert(dataset_id=dataset.id, records=[r.api_model() for _, r in pending])
+            return sent + len(pending)
+        except ArgillaAPIError as exc:
+            text = str(exc)
+            match = _POSITION.search(text) or _ITEM_LOC.search(text)
+            if exc.status_code == 422 and match and int(match.group(1)) < len(pending):
+                idx = int(match.group(1))
+                reason = match.group(2) if match.re is _POSITION else text
+                pair, _ = pending.pop(idx)
+                quarantined.append({"row": pair["row"], "id": pair["id"], "reason": f"server rejected: {reason}",
+                                    "stage": "server"})
+                continue
+            if exc.status_code not in (400, 422):
+                raise
+            if len(pending) == 1:
+                pair, _ = pending.pop()
+                quarantined.append({"row": pair["row"], "id": pair["id"], "reason": f"server rejected: {text}",
+                                    "stage": "server"})
+                return sent
+            half = len(pending) // 2  # the server did not say which record: bisect
+            sent += _send(client, dataset, pending[:half], quarantined)
+            pending = pending[half:]
+    return sent
+
+
+def ensure_dataset(client: rg.Argilla, name: str, workspace: str, spec: dict[str, Any],
+                   update_settings: bool) -> tuple[rg.Dataset, list[str]]:
+    """The dataset with the wanted settings: created, checked, or (when asked) updated. Returns changes made."""
+    ws = rc.get_workspace(client, workspace, create=True)
+    dataset = rc.get_dataset(client, name, workspace)
+    if dataset is not None and dataset._model.status == "draft":
+        dataset.delete()  # a creation interrupted before publishing: it cannot hold records
+        dataset = None
+    if dataset is None:
+        dataset = rg.Dataset(name=name, workspace=ws, settings=st.to_rg_settings(spec, client), client=client)
+        dataset.create()
+        return dataset, ["created"]
+    diffs, fixable = st.diff_specs(st.spec_of(dataset.settings), spec)
+    if not diffs:
+        return dataset, []
+    unfixable = [d for d in diffs if d not in fixable]
+    if not update_settings or unfixable:
+        hint = ("these cannot be changed once a dataset has records: push to a new --dataset name"
+                if unfixable and update_settings else
+                "re-run with --update-settings to apply them" if not unfixable else
+                "push to a new --dataset name (fields and questions cannot change once records exist)")
+        raise rc.ReviewError(
+            f"dataset '{name}' in workspace '{workspace}' exists with different settings:\n  - "
+            + "\n  - ".join(unfixable or diffs) + f"\n{hint}"
+        )
+    wanted = st.to_rg_settings(spec, client)
+    for prop in wanted.metadata:
+        if prop.name not in dataset.settings.metadata:
+            dataset.settings.metadata.add(prop)
+    for vec in wanted.vectors:
+        if vec.name not in dataset.settings.vectors:
+            dataset.settings.vectors.add(vec)
+    dataset.settings.guidelines = spec["guidelines"]
+    dataset.settings.distribution = rg.TaskDistribution(min_submitted=spec["distribution"]["min_submitted"])
+    dataset.update()
+    return rc.require_dataset(client, name, workspace), diffs
+
+
+STAGE_ORDER = ("instructions", "generate", "preferences", "dedup", "score", "select")
+_LINK_KEYS = ("input", "source", "input_path", "source_path")
+_PREFIX = re.compile(r"^\d+-")
+
+
+def _stage_name(path: Path, stats: dict[str, Any]) -> str:
+    """`stats['stage']`, else the directory name without a `NN-` run prefix (`03-dedup` -> dedup)."""
+    return str(stats.get("stage") or _PREFIX.sub("", path.name))
+
+
+def _rows(path: Path) -> dict[str, int]:
+    """Rows per split of a stage output (from the saved dataset's metadata, without loading it)."""
+    from datasets import load_from_disk
+
+    try:
+        loaded = load_from_disk(str(path))
+    except Exception:  # noqa: BLE001 - provenance is best effort; a missing count is shown as n/a
+        return {}
+    return {k: v.num_rows for k, v in loaded.items()} if hasattr(loaded, "items") else {"train": loaded.num_rows}
+
+
+def _is_stage_dir(path: Path) -> bool:
+    return path.is_dir() and _PREFIX.sub("", path.name) in STAGE_ORDER and (
+        (path / "stats.json").exists() or (path / "dataset_dict.json").exists())
+
+
+def run_source(cfg: Config, ds: Dataset) -> Path | None:
+    """When push is called without a source (e.g. by `curate run`): the run's last stage output holding
+    exactly these rows, so the card can still show the pipeline counts."""
+    run_dir = Path(cfg.run.runs_dir) / cfg.run.name
+    if not run_dir.is_dir():
+        return None
+    for path in sorted((d for d in run_dir.iterdir() if _is_stage_dir(d)), reverse=True):
+        if _rows(path).get("train") == len(ds):
+            return path
+    return None
+
+
+def collect_stages(source: Path | str | None) -> list[dict[str, Any]]:
+    """The earlier stage outputs the pushed data came from, with their stats.json and row counts.
+
+    Follows `input`/`source` paths recorded in each stats.json, and picks up sibling stage directories
+    (`runs/<name>/NN-{instructions,preferences,dedup,score,select}` as `curate run` lays them out).
+    """
+    if source is None or not Path(source).is_dir():
+        return []
+    seen: dict[Path, dict[str, Any]] = {}
+    queue = [Path(source).resolve()]
+    queue += sorted(d.resolve() for d in queue[0].parent.iterdir() if _is_stage_dir(d))
+    while queue:
+        path = queue.pop(0)
+        if path in seen or not path.is_dir() or len(seen) > 20:
+            continue
+        stats = load_stats(path)
+        seen[path] = {"stage": _stage_name(path, stats), "path": str(path), "rows": _rows(path), "stats": stats}
+        for key in _LINK_KEYS:
+            link = stats.get(key)
+            if isinstance(link, str) and link:
+                target = Path(link) if Path(link).is_absolute() else (path.parent / link)
+                if target.is_dir():
+                    queue.append(target.resolve())
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return sorted(seen.values(), key=lambda s: (order.get(s["stage"], len(order)), s["path"]))
+
+
+def _write_quarantine(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            data = {k: v for k, v in (row.get("data") or {}).items() if k != "embedding"}
+            fh.write(json.dumps({**{k: v for k, v in row.items() if k != "data"}, "data": data},
+                                ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _record_provenance(client: rg.Argilla, dataset: rg.Dataset, entry: dict[str, Any]) -> None:
+    """Append this push to the dataset's server-side metadata, where export reads it for the card."""
+    meta = rc.dataset_metadata(client, dataset)
+    block = dict(meta.get(PROVENANCE_KEY) or {})
+    pushes = [p for p in block.get("pushes", []) if p.get("source") != entry["source"] or not entry["source"]]
+    block["pushes"] = (pushes + [entry])[-20:]
+    rc.set_dataset_metadata(client, dataset, {**meta, PROVENANCE_KEY: block})
+
+
+def _models(ds: Dataset) -> dict[str, list[str]]:
+    out: dict[str, set[str]] = {}
+    for column, key in (("generation_models", "generators"), ("generator_model", "instruction_generators"),
+                        ("judge_model", "judges"), ("scorer_model", "scorers")):
+        if column not in ds.column_names:
+            continue
+        values: set[str] = set()
+        for v in ds[column]:
+            values.update(str(x) for x in (v if isinstance(v, list) else [v]) if x)
+        out[key] = values
+    return {k: sorted(v) for k, v in out.items() if v}
+
+
+def push(
+    ds: Dataset,
+    cfg: Config,
+    dataset: str,
+    workspace: str,
+    source: Path | str | None = None,
+    quarantine: Path | str | None = None,
+    client: rg.Argilla | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Push `ds` for review as dataset `workspace/dataset`; returns counts (see the module docstring)."""
+    started = time.perf_counter()
+    provenance_source = source if source is not None else run_source(cfg, ds)
+    pairs, rejected = pr.to_pairs(ds, cfg.review.seed, source)
+    dim = _attach_embeddings(pairs, cfg) if cfg.review.vectors else None
+    spec = st.build_spec(pr.metadata_names(pairs), dim, cfg.review.min_submitted)
+    client = client or rc.connect(cfg)
+    rg_dataset, changes = ensure_dataset(client, dataset, workspace, spec, cfg.review.update_settings)
+    has_vector = st.VECTOR in rg_dataset.settings.vectors and dim is not None
+
+    present = rc.existing_external_ids(client, rg_dataset) if "created" not in changes else set()
+    todo = [p for p in pairs if p["id"] not in present]
+    quarantined: list[dict] = []
+    created = 0
+    batch_size = max(1, min(cfg.review.batch_size, MAX_BATCH))
+    with Progress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not progress or not todo, transient=True) as bar:
+        task = bar.add_task("push", total=len(todo))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            created += _send(client, rg_dataset, [(p, _record(p, rg_dataset, has_vector)) for p in chunk],
+                             quarantined)
+            bar.advance(task, len(chunk))
+
+    by_row = {r["row"]: r for r in rejected}
+    rows = {p["row"]: p for p in pairs}
+    for q in quarantined:
+        by_row[q["row"]] = {**q, "data": ds[q["row"] - 1]} if q["row"] in rows else q
+    all_rejected = sorted(by_row.values(), key=lambda r: r["row"])
+    qpath = Path(quarantine) if quarantine else quarantine_path(cfg, dataset)
+    _write_quarantine(qpath, all_rejected)
+
+    elapsed = time.perf_counter() - started
+    stats: dict[str, Any] = {
+        "dataset": dataset,
+        "workspace": workspace,
+        "api_url": client.api_url,
+        "url": client.api_url,
+        "input_rows": len(ds),
+        "pairs": len(pairs),
+        "already_present": len(pairs) - len(todo),
+        "created": created,
+        "pushed": len(pairs) - len(todo) + created,
+        "rejected": len(all_rejected),
+        "rejected_reasons": dict(Counter(r["reason"].split(":")[0] for r in all_rejected)),
+        "quarantine": str(qpath) if all_rejected else None,
+        "settings_changes": changes,
+        "min_submitted": cfg.review.min_submitted,
+        "seed": cfg.review.seed,
+        "vectors": has_vector,
+        "seconds": round(elapsed, 2),
+    }
+    entry = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": str(Path(provenance_source).resolve()) if provenance_source else None,
+        "stages": collect_stages(provenance_source),
+        "models": _models(ds),
+        "push": {k: stats[k] for k in ("input_rows", "pairs", "already_present", "created", "rejected",
+                                       "rejected_reasons", "min_submitted", "seed")},
+    }
+    _record_provenance(client, rg_dataset, entry)
+    return stats
