@@ -39,7 +39,9 @@ def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tupl
     totals: dict[str, dict[str, int]] = {}
     settings: dict[str, dict[str, Any]] = {}
     order: list[str] = []
-    for push in provenance.get("pushes", []):
+    pushes = provenance.get("pushes", [])
+    latest = list({p.get("source") or f"#{i}": p for i, p in enumerate(pushes)}.values())  # last per source
+    for push in latest:
         for stage in push.get("stages", []):
             name = stage["stage"]
             if name not in totals:
@@ -59,8 +61,8 @@ def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tupl
         notes += [f"{k}={_fmt(v)}" for k, v in settings[name].items()]
         rows.append((STAGE_LABELS.get(name, name), main, ", ".join(notes)))
     acc = summary["accounting"]
-    pushed = sum(p.get("push", {}).get("created", 0) for p in provenance.get("pushes", []))
-    rejected = sum(p.get("push", {}).get("rejected", 0) for p in provenance.get("pushes", []))
+    pushed = sum(p.get("push", {}).get("created", 0) for p in pushes)
+    rejected = sum(p.get("push", {}).get("rejected", 0) for p in latest)
     rows.append(("pushed to Argilla", acc["records"]["total"],
                  f"created by the recorded pushes: {pushed}, quarantined: {rejected}"))
     rows.append(("reviewed (>= 1 submitted response)", summary["reviewed_records"],

@@ -120,3 +120,174 @@ def test_settings_diff_explains_and_knows_what_is_fixable():
     assert set(fixable) == {"metadata property 'complexity' is missing on the server",
                             "task distribution: min_submitted is 1 on the server, 2 wanted"}
     assert not any("extra_on_server" in d for d in diffs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Against the embedded Argilla
+# --------------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from review_helpers import annotators, owner, raw_records, scored_rows, server_config, submit, unique  # noqa: E402
+
+from curate.review.client import ReviewError, require_dataset  # noqa: E402
+from curate.review.push import push  # noqa: E402
+
+
+@pytest.mark.server
+def test_push_builds_settings_suggestions_and_recorded_order(argilla_server, tmp_path: Path):
+    cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 2})
+    name, ws = unique("push"), unique("ws")
+    rows = scored_rows(12)
+    stats = push(Dataset.from_list(rows), cfg, name, ws)
+    assert (stats["created"], stats["already_present"], stats["rejected"], stats["vectors"]) == (12, 0, 0, True)
+    client = owner(argilla_server)
+    dataset = require_dataset(client, name, ws)
+    s = dataset.settings
+    assert s.fields["prompt"].type == "chat" and s.fields["response_a"].type == "text"
+    assert s.questions["preference"].labels == ["A", "B", "tie"] and s.questions["preference"].required
+    assert s.questions["rating_a"].values == [1, 2, 3, 4, 5] and not s.questions["corrected"].required
+    assert s.vectors["prompt_embedding"].dimensions == 8
+    assert s.distribution.min_submitted == 2 and "Which response is better" in s.guidelines
+    assert {m.name for m in s.metadata} >= {"complexity", "quality", "deita_score", "judge_rating_a",
+                                            "dedup_cluster", "dedup_cluster_size", "generator_model_a", "method"}
+    by_source = {r["id"]: r for r in rows}
+    questions = {str(q.id): q.name for q in s.questions}
+    raws = raw_records(client, name, ws)
+    assert len(raws) == 12
+    swaps = 0
+    for raw in raws:
+        meta = raw["metadata"]
+        row = by_source[meta["source_id"]]
+        a, b = meta["a_index"], meta["b_index"]
+        swaps += a == 1
+        assert raw["fields"]["response_a"] == row["generations"][a]
+        assert raw["fields"]["response_b"] == row["generations"][b]
+        assert raw["fields"]["prompt"] == [{"role": "user", "content": row["instruction"]}]
+        assert meta["judge_rating_a"] == row["ratings"][a] and meta["generator_model_b"] == row["generation_models"][b]
+        sugg = {questions[x["question_id"]]: x for x in raw["suggestions"]}
+        ra, rb = row["ratings"][a], row["ratings"][b]
+        assert sugg["preference"]["value"] == ("A" if ra > rb else "B" if rb > ra else "tie")
+        assert sugg["preference"]["agent"] == "judge-x" and sugg["rating_b"]["value"] == rb
+        assert raw["external_id"] == stable_id(row["instruction"], *row["generations"])
+    assert 0 < swaps < 12  # both orders occur
+
+
+@pytest.mark.server
+def test_repush_after_annotation_no_duplicates_responses_intact(argilla_server, tmp_path: Path):
+    cfg = server_config(argilla_server, tmp_path)
+    name, ws = unique("repush"), unique("ws")
+    push(Dataset.from_list(scored_rows(6)), cfg, name, ws)
+    client = owner(argilla_server)
+    (user, ann, _), = annotators(argilla_server, ws, ["ann"]).values()
+    before = raw_records(client, name, ws)
+    for raw, pref in zip(before[:3], ["A", "B", "tie"]):
+        submit(ann, raw["id"], preference=pref, rating_a=3, comment=f"said {pref}")
+    answered = {r["id"]: r for r in raw_records(client, name, ws) if r["responses"]}
+    # the same rows again plus 4 new ones, with different judge ratings: existing records stay untouched
+    rows = scored_rows(6) + scored_rows(4, start=100)
+    for r in rows:
+        r["ratings"] = [5, 5]
+    stats = push(Dataset.from_list(rows), cfg, name, ws)
+    assert (stats["already_present"], stats["created"]) == (6, 4)
+    after = raw_records(client, name, ws)
+    assert len(after) == 10 and len({r["external_id"] for r in after}) == 10
+    for raw in after:
+        if raw["id"] in answered:
+            old = answered[raw["id"]]
+            assert [(x["values"], x["status"], x["user_id"]) for x in raw["responses"]] == \
+                   [(x["values"], x["status"], x["user_id"]) for x in old["responses"]]
+            assert [x["value"] for x in raw["suggestions"]] == [x["value"] for x in old["suggestions"]]
+    assert len(answered) == 3
+
+
+@pytest.mark.server
+def test_settings_clash_is_explained_and_update_settings_applies_what_it_can(argilla_server, tmp_path: Path):
+    name, ws = unique("clash"), unique("ws")
+    push(Dataset.from_list(scored_rows(3)), server_config(argilla_server, tmp_path), name, ws)
+    cfg2 = server_config(argilla_server, tmp_path, review={"min_submitted": 3})
+    with pytest.raises(ReviewError, match=r"min_submitted is 1 on the server, 3 wanted(.|\n)*--update-settings"):
+        push(Dataset.from_list(scored_rows(3)), cfg2, name, ws)
+    cfg3 = server_config(argilla_server, tmp_path, review={"min_submitted": 3, "update_settings": True})
+    stats = push(Dataset.from_list(scored_rows(4)), cfg3, name, ws)
+    assert stats["created"] == 1 and any("min_submitted" in c for c in stats["settings_changes"])
+    assert require_dataset(owner(argilla_server), name, ws).settings.distribution.min_submitted == 3
+    wider = scored_rows(2, start=50)
+    for r in wider:
+        r["embedding"] = r["embedding"] * 2  # 16 dimensions: another embedding model
+    with pytest.raises(ReviewError, match="8 dimensions on the server, 16 wanted"):
+        push(Dataset.from_list(wider), cfg3, name, ws)
+
+
+@pytest.mark.server
+def test_server_rejected_rows_are_quarantined_and_the_rest_land(argilla_server, tmp_path: Path):
+    import argilla as rg
+
+    from curate.review import pairs as prs
+    from curate.review import settings as sts
+
+    name, ws = unique("quarantine"), unique("ws")
+    client = owner(argilla_server)
+    rows = scored_rows(7)
+    rows[2]["method"] = "magpie"
+    rows[5]["method"] = "evol-instruct"
+    # Someone restricted `method` to one value in Argilla: same types, so the push proceeds, and the
+    # server refuses exactly the rows with other values.
+    pairs, _ = prs.to_pairs(Dataset.from_list(rows), seed=0)
+    spec = sts.build_spec(prs.metadata_names(pairs), 8)
+    settings = sts.to_rg_settings(spec, client)
+    settings.metadata.remove("method")
+    settings.metadata.add(rg.TermsMetadataProperty("method", options=["self-instruct"], client=client))
+    from curate.review.client import get_workspace
+
+    rg.Dataset(name=name, workspace=get_workspace(client, ws, create=True), settings=settings, client=client).create()
+    qfile = tmp_path / "q.jsonl"
+    stats = push(Dataset.from_list(rows), server_config(argilla_server, tmp_path), name, ws, quarantine=qfile)
+    assert stats["created"] == 5 and stats["rejected"] == 2
+    quarantined = [json.loads(line) for line in qfile.read_text().splitlines()]
+    assert [q["row"] for q in quarantined] == [3, 6]
+    assert all("server rejected" in q["reason"] and "method" in q["reason"] for q in quarantined)
+    assert quarantined[0]["data"]["id"] == "row2"
+    assert len(raw_records(client, name, ws)) == 5
+
+
+@pytest.mark.server
+def test_killed_push_resumes_and_each_record_lands_once(argilla_server, tmp_path: Path):
+    name, ws = unique("kill"), unique("ws")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in scored_rows(600)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_"))}
+    env |= {"ARGILLA_API_URL": argilla_server.url, "ARGILLA_API_KEY": argilla_server.api_key,
+            "CURATE_RUN__RUNS_DIR": str(tmp_path / "runs")}
+    cmd = [sys.executable, "-m", "curate", "push", "-i", str(data), "-d", name, "-w", ws, "--batch-size", "20"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    client = owner(argilla_server)
+    seen = 0
+    while proc.poll() is None:
+        try:
+            seen = len(raw_records(client, name, ws))
+        except ReviewError:
+            seen = 0
+        if seen >= 60:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait()
+    assert proc.returncode != 0, "the push finished before it could be killed: make the input larger"
+    partial = len(raw_records(client, name, ws))
+    assert 0 < partial < 600
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    raws = raw_records(client, name, ws)
+    ids = [r["external_id"] for r in raws]
+    assert len(ids) == 600 and len(set(ids)) == 600
+    import re
+
+    resumed = re.search(r'"already_present":\s*(\d+)', done.stderr)
+    created = re.search(r'"created":\s*(\d+)', done.stderr)
+    assert resumed and created, done.stderr[-2000:]
+    assert (int(resumed.group(1)), int(created.group(1))) == (partial, 600 - partial)  # resumed, not redone

@@ -55,7 +55,7 @@ def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
     return len(pairs[0]["embedding"])
 
 
-def _record(pair: dict[str, Any], dataset: rg.Dataset, has_vector: bool) -> rg.Record:
+def _record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_vector: bool) -> rg.Record:
     a, b = pr.shown(pair)
     agent = pair["judge_model"] or "judge"
     suggestions = []
@@ -70,7 +70,7 @@ def _record(pair: dict[str, Any], dataset: rg.Dataset, has_vector: bool) -> rg.R
         id=pair["id"],
         fields={st.PROMPT: pair["messages"], st.RESPONSE_A: pair["responses"][a],
                 st.RESPONSE_B: pair["responses"][b]},
-        metadata={k: v for k, v in pr.record_metadata(pair).items() if k in dataset.settings.metadata},
+        metadata={k: v for k, v in pr.record_metadata(pair).items() if k in metadata},
         suggestions=suggestions,
         vectors={st.VECTOR: pair["embedding"]} if has_vector and pair["embedding"] else None,
     )
@@ -141,10 +141,10 @@ def ensure_dataset(client: rg.Argilla, name: str, workspace: str, spec: dict[str
         )
     wanted = st.to_rg_settings(spec, client)
     for prop in wanted.metadata:
-        if prop.name not in dataset.settings.metadata:
+        if dataset.settings.metadata[prop.name] is None:
             dataset.settings.metadata.add(prop)
     for vec in wanted.vectors:
-        if vec.name not in dataset.settings.vectors:
+        if dataset.settings.vectors[vec.name] is None:
             dataset.settings.vectors.add(vec)
     dataset.settings.guidelines = spec["guidelines"]
     dataset.settings.distribution = rg.TaskDistribution(min_submitted=spec["distribution"]["min_submitted"])
@@ -235,8 +235,7 @@ def _record_provenance(client: rg.Argilla, dataset: rg.Dataset, entry: dict[str,
     """Append this push to the dataset's server-side metadata, where export reads it for the card."""
     meta = rc.dataset_metadata(client, dataset)
     block = dict(meta.get(PROVENANCE_KEY) or {})
-    pushes = [p for p in block.get("pushes", []) if p.get("source") != entry["source"] or not entry["source"]]
-    block["pushes"] = (pushes + [entry])[-20:]
+    block["pushes"] = (list(block.get("pushes", [])) + [entry])[-50:]
     rc.set_dataset_metadata(client, dataset, {**meta, PROVENANCE_KEY: block})
 
 
@@ -271,7 +270,8 @@ def push(
     spec = st.build_spec(pr.metadata_names(pairs), dim, cfg.review.min_submitted)
     client = client or rc.connect(cfg)
     rg_dataset, changes = ensure_dataset(client, dataset, workspace, spec, cfg.review.update_settings)
-    has_vector = st.VECTOR in rg_dataset.settings.vectors and dim is not None
+    has_vector = dim is not None and any(v.name == st.VECTOR for v in rg_dataset.settings.vectors)
+    metadata = {m.name for m in rg_dataset.settings.metadata}
 
     present = rc.existing_external_ids(client, rg_dataset) if "created" not in changes else set()
     todo = [p for p in pairs if p["id"] not in present]
@@ -283,7 +283,7 @@ def push(
         task = bar.add_task("push", total=len(todo))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            created += _send(client, rg_dataset, [(p, _record(p, rg_dataset, has_vector)) for p in chunk],
+            created += _send(client, rg_dataset, [(p, _record(p, rg_dataset, metadata, has_vector)) for p in chunk],
                              quarantined)
             bar.advance(task, len(chunk))
 

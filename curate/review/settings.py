@@ -120,7 +120,7 @@ def to_rg_settings(spec: dict[str, Any], client: rg.Argilla) -> rg.Settings:
              "terms": rg.TermsMetadataProperty}
     metadata = [kinds[m["type"]](name, title=m["title"], visible_for_annotators=m["visible"], client=client)
                 for name, m in spec["metadata"].items()]
-    vectors = [rg.VectorField(name, dimensions=v["dimensions"], title=v["title"], client=client)
+    vectors = [rg.VectorField(name, dimensions=v["dimensions"], title=v["title"], _client=client)
                for name, v in spec["vectors"].items()]
     return rg.Settings(
         fields=fields,
