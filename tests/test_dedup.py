@@ -102,15 +102,15 @@ def test_near_paraphrase_clusters_with_original_and_better_scored_is_kept():
 @pytest.mark.slow
 def test_keep_falls_back_to_judge_rating_then_first_seen():
     ratings = [[2, 5], [3, 3], [1, 4], [None, None], [2, 2]]  # r0's best (5) beats r2's best (4)
-    kept, removed, stats = dedup(Dataset.from_list(_rows(ratings=ratings)), DedupConfig(threshold=0.8), EMB)
+    _, removed, stats = dedup(Dataset.from_list(_rows(ratings=ratings)), DedupConfig(threshold=0.8), EMB)
     assert stats["keep_rule"] == "rating" and removed["id"] == ["r2"] and removed[0]["duplicate_of"] == "r0"
 
-    kept, removed, stats = dedup(Dataset.from_list(_rows()), DedupConfig(threshold=0.8), EMB)
+    _, removed, stats = dedup(Dataset.from_list(_rows()), DedupConfig(threshold=0.8), EMB)
     assert stats["keep_rule"] == "first" and removed["id"] == ["r2"]
 
     # the configured rule wins over auto: first seen although scores exist
     ds = Dataset.from_list(_rows(deita_score=[2.0, 5.0, 7.5, 1.0, 3.0]))
-    kept, removed, stats = dedup(ds, DedupConfig(threshold=0.8, keep="first"), EMB)
+    _, removed, stats = dedup(ds, DedupConfig(threshold=0.8, keep="first"), EMB)
     assert removed["id"] == ["r2"] and stats["keep_rule"] == "first"
 
 
@@ -166,7 +166,7 @@ def test_cli_writes_removed_rows_to_the_removed_split(tmp_path):
 @pytest.mark.slow
 def test_faiss_backend_matches_exact_and_stored_embeddings_are_reused():
     ds = Dataset.from_list(_rows(deita_score=[2.0, 5.0, 7.5, 1.0, 3.0]))
-    kept, removed, stats = dedup(ds, DedupConfig(threshold=0.8, dry_run=True), EMB)
+    kept, _, stats = dedup(ds, DedupConfig(threshold=0.8, dry_run=True), EMB)
     assert stats["embeddings"] == "computed" and stats["backend"] == "exact"
     again, _, stats2 = dedup(kept, DedupConfig(threshold=0.8, dry_run=True, backend="faiss"), EMB)
     assert stats2["embeddings"] == "reused" and stats2["backend"] == "faiss"
@@ -185,7 +185,7 @@ def test_alpaca_input_and_response_are_part_of_the_compared_text():
              "output": "Stocks dropped."},
             {"instruction": "Summarize the text.", "input": "My cat loves sleeping in the sun all day.",
              "output": "The cat naps."}]
-    kept, removed, stats = dedup(Dataset.from_list(rows), DedupConfig(), EMB)
+    _, removed, stats = dedup(Dataset.from_list(rows), DedupConfig(), EMB)
     assert len(removed) == 0 and stats["compared_text"] == "instruction + input"
     _, _, stats = dedup(Dataset.from_list(rows), DedupConfig(include_response=True), EMB)
     assert stats["compared_text"] == "instruction + input + output"

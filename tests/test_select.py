@@ -87,7 +87,7 @@ def test_reuses_dedup_embeddings_and_falls_back_to_quality_or_ratings():
 
     ds = Dataset.from_list([{"id": i, "instruction": t, "quality": s} for i, t, s in ROWS])
     kept, _, _ = dedup(ds, DedupConfig(threshold=0.99), EMB)
-    selected, rejected, stats = select(kept, SelectConfig(budget=2, diversity_threshold=0.8), EMB)
+    selected, _, stats = select(kept, SelectConfig(budget=2, diversity_threshold=0.8), EMB)
     assert stats["embeddings"] == "reused" and stats["score_column"] == "quality"
     assert selected["id"] == ["b", "d"]
 
