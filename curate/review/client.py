@@ -24,7 +24,9 @@ def connect(cfg: Config, timeout: int = 300) -> rg.Argilla:
 
 
 def get_workspace(client: rg.Argilla, name: str, create: bool = False) -> rg.Workspace:
-    workspace = client.workspaces(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK warns on 'not found', which is an answer here
+        workspace = client.workspaces(name)
     if workspace is None:
         if not create:
             raise ReviewError(f"workspace '{name}' not found on {client.api_url}")
@@ -34,12 +36,10 @@ def get_workspace(client: rg.Argilla, name: str, create: bool = False) -> rg.Wor
 
 def get_dataset(client: rg.Argilla, name: str, workspace: str) -> rg.Dataset | None:
     """The dataset, or None; the SDK's 'not found' warning is noise here."""
-    ws = client.workspaces(workspace)
-    if ws is None:
-        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return client.datasets(name=name, workspace=ws)
+        ws = client.workspaces(workspace)
+        return None if ws is None else client.datasets(name=name, workspace=ws)
 
 
 def require_dataset(client: rg.Argilla, name: str, workspace: str) -> rg.Dataset:

@@ -163,14 +163,20 @@ def _stage_name(path: Path, stats: dict[str, Any]) -> str:
 
 
 def _rows(path: Path) -> dict[str, int]:
-    """Rows per split of a stage output (from the saved dataset's metadata, without loading it)."""
+    """Rows per split of a stage output (memory-mapped, so cheap); a split that cannot be read is left out."""
     from datasets import load_from_disk
 
     try:
-        loaded = load_from_disk(str(path))
-    except Exception:  # noqa: BLE001 - provenance is best effort; a missing count is shown as n/a
-        return {}
-    return {k: v.num_rows for k, v in loaded.items()} if hasattr(loaded, "items") else {"train": loaded.num_rows}
+        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+    except (OSError, ValueError):
+        splits = None
+    out: dict[str, int] = {}
+    for split, where in ([(s, path / s) for s in splits] if splits is not None else [("train", path)]):
+        try:
+            out[split] = load_from_disk(str(where)).num_rows
+        except Exception:  # noqa: BLE001 - provenance is best effort; a missing count is shown as n/a
+            continue
+    return out
 
 
 def _is_stage_dir(path: Path) -> bool:

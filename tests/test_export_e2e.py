@@ -1,0 +1,235 @@
+"""The review loop end to end against the embedded Argilla: push, annotators respond, status, export.
+
+- a small generated, deduped and scored set; three annotators (different choices, a tie, a discard,
+  a correction); every exported pair, the policy counts, alpha and the card's numbers are checked;
+- the PandaLM test set's real human votes replayed as three annotators, with the shipped gpt-3.5
+  verdicts as the judge's suggestions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import krippendorff
+import numpy as np
+import pytest
+from datasets import Dataset, load_from_disk
+from review_helpers import annotators, owner, raw_records, server_config, submit, unique
+
+from curate.agreement import PREFERENCE_CODES
+from curate.export import export
+from curate.io import read_rows, stable_id, write_dataset
+from curate.review.push import push
+from curate.review.status import review_status
+
+PROMPTS = [
+    "Give two tips for staying focused while studying.",
+    "What is the capital of France? Answer in one sentence.",
+    "Write a haiku about autumn leaves.",
+    "Explain what a CPU does in simple words.",
+    "Name three fruits that are rich in vitamin C.",
+    "How do I boil an egg?",
+]
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/e2e/{01-instructions,02-preferences,03-dedup,04-score}: the real stages on 6 prompts."""
+    from pipelines.preferences import generate_preferences
+
+    from curate.config import load_config
+    from curate.dedup import dedup
+    from curate.score import score
+
+    run = tmp_path_factory.mktemp("runs") / "e2e"
+    cfg = load_config(overrides={"llm": {"max_new_tokens": 48, "n_ctx": 1024},
+                                 "run": {"runs_dir": str(run.parent), "name": run.name}}, environ={})
+    inst = Dataset.from_list([{"id": stable_id(p), "instruction": p, "method": "prompt", "generator_model": "human",
+                               "parent_id": None, "seed_id": None, "generation_params": "{}"} for p in PROMPTS])
+    write_dataset(run / "01-instructions", inst, {"rows": len(inst)})
+    prefs, stats = generate_preferences(cfg, inst)
+    write_dataset(run / "02-preferences", prefs, stats)
+    kept, removed, stats = dedup(prefs, cfg.dedup, cfg.embeddings)
+    write_dataset(run / "03-dedup", {"train": kept, "removed": removed}, stats)
+    scored, stats = score(kept, cfg)
+    write_dataset(run / "04-score", scored, stats)
+    return run
+
+
+# Plan per record (in external-id order): (annotator, status, preference, rating_a, rating_b, corrected)
+PLAN = [
+    [("u1", "submitted", "A", 4, 2, "CORRECTED: a better first answer."), ("u2", "submitted", "A", 5, 2, None),
+     ("u3", "submitted", "B", 3, 4, None)],                                   # A wins 2/3, corrected
+    [("u1", "submitted", "B", 1, 5, None), ("u2", "submitted", "B", 2, 4, None),
+     ("u3", "submitted", "B", None, None, None)],                             # B unanimous
+    [("u1", "submitted", "tie", 3, 3, None), ("u2", "submitted", "tie", None, None, None),
+     ("u3", "submitted", "A", None, None, None)],                             # tie wins: excluded
+    [("u1", "submitted", "A", None, None, None), ("u2", "submitted", "B", None, None, None),
+     ("u3", "discarded", None, None, None, None)],                            # split: excluded
+    [("u1", "discarded", None, None, None, None), ("u2", "discarded", None, None, None, None),
+     ("u3", "discarded", None, None, None, None)],                            # discarded
+    [("u1", "submitted", "B", None, None, None), ("u2", "draft", "A", None, None, None)],  # B by one vote
+]
+EXPECTED = {0: "A", 1: "B", 5: "B"}  # record index -> winning shown label
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path: Path):
+    scored = read_rows(scored_run / "04-score")
+    assert len(scored) == len(PLAN), "the 6 prompts should survive dedup and scoring"
+    cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 3})
+    name, ws = unique("e2e"), unique("ws")
+    stats = push(scored, cfg, name, ws, source=scored_run / "04-score")
+    assert stats["created"] == len(scored) and stats["rejected"] == 0 and stats["vectors"]
+
+    client = owner(argilla_server)
+    people = annotators(argilla_server, ws, ["u1", "u2", "u3"])
+    records = sorted(raw_records(client, name, ws), key=lambda r: r["external_id"])
+    for raw, answers in zip(records, PLAN):
+        for who, status, pref, ra, rb, fix in answers:
+            submit(people[who][1], raw["id"], status=status, preference=pref, rating_a=ra, rating_b=rb, corrected=fix)
+
+    st = review_status(cfg, name, ws)
+    assert st["records"] == 6 and st["completed"] == 3 and st["pending"] == 3  # 3 submitted each: r0, r1, r2
+    assert st["annotators"][people["u1"][0]] == {"submitted": 5, "discarded": 1}
+    assert st["annotators"][people["u2"][0]] == {"submitted": 4, "discarded": 1, "draft": 1}
+    assert st["records_with_disagreement"] == 3  # r0, r2, r3
+
+    out = tmp_path / "export"
+    summary = export(cfg, name, ws, out)
+    pairs = load_from_disk(str(out))["train"]
+    assert sorted(pairs["id"]) == sorted(records[i]["external_id"] for i in EXPECTED)
+    by_id = {p["id"]: p for p in pairs}
+    for i, label in EXPECTED.items():
+        raw, p = records[i], by_id[records[i]["external_id"]]
+        other = "B" if label == "A" else "A"
+        fix = next((a[5] for a in PLAN[i] if a[5] and a[2] == label), None)
+        assert p["chosen"] == (fix or raw["fields"][f"response_{label.lower()}"])
+        assert p["chosen_original"] == raw["fields"][f"response_{label.lower()}"]
+        assert p["rejected"] == raw["fields"][f"response_{other.lower()}"]
+        assert p["chosen_index"] == raw["metadata"][f"{label.lower()}_index"]
+        assert p["prompt"] == raw["fields"]["prompt"][0]["content"]
+        assert p["chosen_messages"] == raw["fields"]["prompt"] + [{"role": "assistant", "content": p["chosen"]}]
+        votes = [a[2] for a in PLAN[i] if a[1] == "submitted"]
+        assert p["num_annotators"] == len(votes) and p["votes_chosen"] == votes.count(label)
+        assert p["agreement"] == pytest.approx(votes.count(label) / len(votes), abs=1e-4)
+        assert p["decided_by"] == "human" and p["chosen_corrected"] == bool(fix)
+        judged = {label: "chosen", other: "rejected", "tie": "tie"}.get(_judge(raw, client, name, ws))
+        assert p["judge_suggestion"] == judged
+        assert p["human_overrode_judge"] == (judged is not None and judged != "chosen")
+        assert p["deita_score"] == pytest.approx(raw["metadata"]["deita_score"])
+        assert p["chosen_model"] == raw["metadata"].get(f"generator_model_{label.lower()}")
+    assert by_id[records[0]["external_id"]]["chosen_rating"] == pytest.approx(4.0)  # mean of 4, 5, 3
+
+    acc = summary["accounting"]
+    assert acc["records"]["excluded"] == {"discarded": 1, "split_vote": 1, "tie": 1}
+    sub = acc["submitted_responses"]
+    assert (sub["total"], sub["in_export"], sub["excluded"]) == (12, 7, {"split_vote": 2, "tie": 3})
+    assert (acc["discarded_responses"], acc["draft_responses"], acc["corrections_used"]) == (4, 1, 1)
+    assert len(load_from_disk(str(out))["responses"]) == sum(len(a) for a in PLAN)
+    assert load_from_disk(str(out))["sft"]["completion"] == pairs["chosen"]
+
+    # alpha: the same annotators x records matrix, built here from the plan, given to the package
+    users = sorted(people[u][0] for u in ("u1", "u2", "u3"))
+    matrix = np.full((3, 6), np.nan)
+    for j, answers in enumerate(PLAN):
+        for who, status, pref, *_ in answers:
+            if status == "submitted":
+                matrix[users.index(people[who][0]), j] = PREFERENCE_CODES[pref]
+    expected_alpha = krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal")
+    got = summary["agreement"]["krippendorff_alpha"]["preference"]
+    assert got["alpha"] == pytest.approx(expected_alpha, abs=1e-4) and got["annotators"] == 3
+    assert summary["agreement"]["position_bias"]["A"] == 4 and summary["agreement"]["position_bias"]["B"] == 6
+
+    # the card's numbers
+    card = (out / "README.md").read_text()
+    assert "license: apache-2.0" in card
+    for stage, rows in (("generated (responses + judge)", 6), ("deduped", 6), ("scored", 6),
+                        ("pushed to Argilla", 6), ("reviewed (>= 1 submitted response)", 5),
+                        ("exported preference pairs", 3)):
+        assert f"| {stage} | {rows} |" in card, stage
+    assert f"| preference | {got['alpha']:.3f} | nominal | 3 |" in card
+    assert "| submitted responses | 12 |" in card and "| excluded: tie | 3 |" in card
+    assert "3 submitted response(s) per record" in card
+    assert json.loads((out / "summary.json").read_text())["pairs"] == 3
+    assert (out / "parquet" / "train.parquet").exists() and (out / "parquet" / "sft.parquet").exists()
+
+
+def _judge(raw: dict, client, name: str, ws: str) -> str | None:
+    from curate.review.client import require_dataset
+
+    questions = {str(q.id): q.name for q in require_dataset(client, name, ws).settings.questions}
+    return next((s["value"] for s in raw["suggestions"] if questions[s["question_id"]] == "preference"), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# PandaLM: real human votes
+# --------------------------------------------------------------------------------------------------
+
+N_PANDALM = 100
+
+
+@pytest.mark.server
+def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_path: Path):
+    items = json.loads((shared_data / "preference/pandalm/testset-v1.json").read_text())[:N_PANDALM]
+    gpt = {g["idx"]: g for g in json.loads((shared_data / "preference/pandalm/gpt-3.5-turbo-testset-v1.json").read_text())}
+    rows = [{"id": str(it["idx"]), "instruction": it["instruction"], "input": it["input"],
+             "response_a": it["response1"], "response_b": it["response2"],
+             "judge_preference": str(gpt[it["idx"]]["gpt_result"]), "judge_model": "gpt-3.5-turbo"} for it in items]
+    cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 3, "vectors": False})
+    name, ws = unique("pandalm"), unique("ws")
+    stats = push(Dataset.from_list(rows), cfg, name, ws)
+    client = owner(argilla_server)
+    people = annotators(argilla_server, ws, ["annotator1", "annotator2", "annotator3"])
+    records = {r["metadata"]["source_id"]: r for r in raw_records(client, name, ws)}
+    assert stats["created"] == len(records) and stats["created"] + stats["rejected"] == N_PANDALM
+
+    expected: dict[str, str | None] = {}  # record id -> expected chosen text (None: excluded)
+    reasons: dict[str, int] = {}
+    matrix = np.full((3, len(records)), np.nan)
+    for it in (it for it in items if str(it["idx"]) in records):
+        raw = records[str(it["idx"])]
+        slot1 = "A" if raw["fields"]["response_a"] == it["response1"] else "B"
+        slot2 = "B" if slot1 == "A" else "A"
+        for k in (1, 2, 3):
+            label = {1: slot1, 2: slot2, 0: "tie"}[it[f"annotator{k}"]]
+            submit(people[f"annotator{k}"][1], raw["id"], preference=label)
+        # the human majority, computed here independently of curate's policy code
+        counts = {v: [it[f"annotator{k}"] for k in (1, 2, 3)].count(v) for v in (0, 1, 2)}
+        top = max(counts.values())
+        winners = [v for v, c in counts.items() if c == top]
+        if len(winners) > 1:
+            expected[raw["external_id"]], reasons["split_vote"] = None, reasons.get("split_vote", 0) + 1
+        elif winners[0] == 0:
+            expected[raw["external_id"]], reasons["tie"] = None, reasons.get("tie", 0) + 1
+        else:
+            expected[raw["external_id"]] = it["response1"] if winners[0] == 1 else it["response2"]
+    out = tmp_path / "pandalm-export"
+    summary = export(cfg, name, ws, out)
+    pairs = load_from_disk(str(out))["train"]
+    got = dict(zip(pairs["id"], pairs["chosen"]))
+    assert got == {k: v for k, v in expected.items() if v is not None}
+    for p in pairs:
+        item = next(it for it in items if str(it["idx"]) == p["source_id"])
+        assert {p["chosen"], p["rejected"]} == {item["response1"], item["response2"]}
+    acc = summary["accounting"]
+    assert acc["records"]["excluded"] == reasons
+    assert acc["submitted_responses"]["total"] == 3 * len(records)
+    assert acc["submitted_responses"]["in_export"] + sum(acc["submitted_responses"]["excluded"].values()) == 3 * len(records)
+    agr = summary["agreement"]
+    # alpha against the package on the matrix in shown order (what the annotators saw)
+    users = sorted(people[f"annotator{k}"][0] for k in (1, 2, 3))
+    recs = load_from_disk(str(out))["responses"]
+    order = {rid: j for j, rid in enumerate(dict.fromkeys(recs["record_id"]))}
+    for rid, user, pref in zip(recs["record_id"], recs["annotator"], recs["preference"]):
+        matrix[users.index(user), order[rid]] = PREFERENCE_CODES[pref]
+    assert agr["krippendorff_alpha"]["preference"]["alpha"] == pytest.approx(
+        krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"), abs=1e-4)
+    judge = agr["judge_vs_human"]["gpt-3.5-turbo"]
+    assert 0.3 < judge["agreement"] <= 1.0
+    print(f"\nPandaLM {len(records)} items: alpha={agr['krippendorff_alpha']['preference']['alpha']}, "
+          f"percent agreement={agr['percent_agreement']['pairwise']}, gpt-3.5 vs human majority="
+          f"{judge['agreement']} over {judge['records']} records, vs single votes={judge['vote_agreement']}, "
+          f"A share={agr['position_bias']['a_share']}, excluded={acc['records']['excluded']}")
