@@ -1,0 +1,229 @@
+"""`curate score`: Deita complexity (instruction) and quality (instruction + response) scores.
+
+Logits method (Deita's): fill Deita's prompt, run one forward pass, softmax over the logits of the next
+tokens "1".."6", expected value with weights 1..6. Preference rows (`generations`) get one quality score
+per response (`quality_scores`, `quality` = their max); SFT rows use `response` or `output`.
+Text method (fallback for LLMs without logits): distilabel's ComplexityScorer / QualityScorer.
+`deita_score` = complexity x quality. Each row records `score_method` and `scorer_model`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from curate.config import Config, LLMConfig
+from curate.io import InputError, check_text_column
+from curate.scoring import prior as priors
+from curate.scoring.backends import build_backend, expected_score, logits_supported
+from curate.scoring.prompts import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, join_instruction
+from curate.scoring.validity import describe_validity, scorer_profile
+
+console = Console(stderr=True)
+INSTRUCTION_COLUMNS = ("instruction", "prompt")
+RESPONSE_COLUMNS = ("response", "output")
+SCORE_COLUMNS = (
+    "complexity", "quality_scores", "quality", "deita_score", "score_method", "scorer_model",
+    "complexity_llm", "quality_llm_scores",
+)
+
+
+def _instruction_column(ds: Dataset, source: Any) -> str:
+    for col in INSTRUCTION_COLUMNS:
+        if col in ds.column_names:
+            return col
+    raise InputError(source or "<dataset>", f"no instruction column (one of {', '.join(INSTRUCTION_COLUMNS)})",
+                     field=INSTRUCTION_COLUMNS[0])
+
+
+def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | None]:
+    """Per row, the responses to score: all `generations`, or the single `response` / `output`."""
+    if "generations" in ds.column_names:
+        rows = ds["generations"]
+        for i, gens in enumerate(rows):
+            if not isinstance(gens, list) or not gens:
+                raise InputError(source or "<dataset>", "`generations` must be a non-empty list of strings",
+                                 i + 1, "generations")
+            for j, g in enumerate(gens):
+                if not isinstance(g, str) or not g.strip():
+                    raise InputError(source or "<dataset>", f"empty or missing response at generations[{j}]",
+                                     i + 1, "generations")
+        return "generations", [list(g) for g in rows]
+    for col in RESPONSE_COLUMNS:
+        if col in ds.column_names:
+            check_text_column(ds, col, source or "<dataset>")
+            return col, [[r] for r in ds[col]]
+    return None, None
+
+
+def _llm(cfg: Config, kind: str) -> LLMConfig:
+    specific = cfg.score.complexity_llm if kind == "complexity" else cfg.score.quality_llm
+    return specific or cfg.score.llm or priors.default_scorer_llm(cfg.llm)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=True)
+
+
+def _logit_scores(
+    instructions: list[str], responses: list[list[str]] | None, cfg: Config
+) -> tuple[np.ndarray, list[list[float]] | None, dict[str, Any]]:
+    """Deita's expected values for every instruction and every response (one forward pass each)."""
+    sc = cfg.score
+    c_cfg, q_cfg = _llm(cfg, "complexity"), _llm(cfg, "quality")
+    c_backend = build_backend(c_cfg)
+    q_backend = c_backend if q_cfg == c_cfg else (build_backend(q_cfg) if responses else None)
+    c_tpl = priors.complexity_template(sc.prompt)
+    q_tpl = priors.quality_template(sc.prompt)
+    truncated = 0
+    missing = 0
+
+    def ev(backend, prompt: str) -> float:
+        nonlocal missing
+        if backend.tokens is not None:
+            prompt = backend.tokens.prompt(prompt)
+        logits = backend.score_logits(prompt)
+        if logits is None:
+            missing += 1
+            return 3.0  # Deita's own value when the score tokens are absent
+        return float(expected_score(logits)[0])
+
+    n_items = len(instructions) + (sum(len(r) for r in responses) if responses else 0)
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("Deita scoring", total=n_items)
+        complexity = np.empty(len(instructions))
+        for i, ins in enumerate(instructions):
+            ins_c, cut = c_backend.truncate(ins, sc.max_instruction_tokens)
+            truncated += cut
+            complexity[i] = ev(c_backend, c_tpl.format(instruction=ins_c))
+            bar.advance(task)
+        quality: list[list[float]] | None = None
+        if responses is not None:
+            quality = []
+            for ins, resps in zip(instructions, responses):
+                ins_q, cut = q_backend.truncate(ins, sc.max_instruction_tokens)
+                truncated += cut
+                row = []
+                for r in resps:
+                    r_q, cut = q_backend.truncate(r, sc.max_response_tokens)
+                    truncated += cut
+                    row.append(ev(q_backend, q_tpl.format(instruction=ins_q, output=r_q)))
+                    bar.advance(task)
+                quality.append(row)
+    seconds = time.perf_counter() - started
+    tokens = c_backend.prompt_tokens + (q_backend.prompt_tokens if q_backend not in (None, c_backend) else 0)
+    stats = {
+        "complexity_model": c_backend.name,
+        "quality_model": q_backend.name if q_backend else None,
+        "score_tokens": {"complexity": _tokens_info(c_backend), "quality": _tokens_info(q_backend)},
+        "fields_truncated": truncated,
+        "answers_without_score_tokens": missing,
+        "items": n_items,
+        "seconds": round(seconds, 2),
+        "items_per_second": round(n_items / seconds, 2) if seconds else None,
+        "prompt_tokens_per_second": round(tokens / seconds, 1) if seconds and tokens else None,
+    }
+    if missing:
+        console.print(f"[yellow]warning:[/] {missing} answer(s) had no score token in the top log-probabilities; "
+                      "scored 3.0 as Deita does")
+    return complexity, quality, stats
+
+
+def _tokens_info(backend) -> Any:
+    if backend is None:
+        return None
+    if backend.tokens is None:
+        return "matched by text in top log-probabilities"
+    return {"ids": list(backend.tokens.ids), "leading_space": backend.tokens.leading_space}
+
+
+def _text_scores(instructions: list[str], responses: list[list[str]] | None, cfg: Config):
+    from curate.scoring.text import complexity_text, quality_text
+
+    complexity = complexity_text(instructions, _llm(cfg, "complexity"))
+    quality = quality_text(instructions, responses, _llm(cfg, "quality")) if responses is not None else None
+    return complexity, quality
+
+
+def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[Dataset, dict[str, Any]]:
+    """Add complexity, quality(_scores), deita_score, score_method, scorer_model to every row (none dropped)."""
+    where = source or "<dataset>"
+    sc = cfg.score
+    if len(ds) == 0:
+        raise InputError(where, "no rows to score")
+    ins_col = _instruction_column(ds, source)
+    check_text_column(ds, ins_col, where)
+    resp_col, responses = _responses(ds, source)
+    extra = ds["input"] if "input" in ds.column_names else [None] * len(ds)
+    instructions = [join_instruction(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)]
+
+    c_cfg, q_cfg = _llm(cfg, "complexity"), _llm(cfg, "quality")
+    method = sc.method
+    if method == "auto":
+        method = "logits" if logits_supported(c_cfg) and logits_supported(q_cfg) else "text"
+    profile = scorer_profile(cfg, c_cfg, q_cfg, method)
+    console.print(describe_validity(profile))
+
+    stats: dict[str, Any] = {"rows": len(ds), "method": method, "instruction_column": ins_col,
+                             "response_column": resp_col}
+    if method == "logits":
+        c_llm, q_llm, run_stats = _logit_scores(instructions, responses, cfg)
+        stats.update(run_stats)
+        complexity = priors.complexity_final(c_llm, instructions, profile)
+        quality = None
+        if responses is not None:
+            quality = [priors.quality_final(np.asarray(q), ins, resps, profile)
+                       for q, ins, resps in zip(q_llm, instructions, responses)]
+        c_llm_col: list[float | None] = [round(float(x), 4) for x in c_llm]
+        q_llm_col = [[round(float(x), 4) for x in q] for q in q_llm] if q_llm is not None else None
+        complexity_col: list[float | None] = [round(float(x), 4) for x in complexity]
+        quality_lists = [[round(float(x), 4) for x in q] for q in quality] if quality is not None else None
+    else:
+        complexity_col, quality_lists = _text_scores(instructions, responses, cfg)
+        c_llm_col, q_llm_col = list(complexity_col), quality_lists
+        stats["unparsed_scores"] = sum(x is None for x in complexity_col) + (
+            sum(x is None for q in quality_lists for x in q) if quality_lists else 0)
+
+    quality_col = [max((x for x in q if x is not None), default=None) for q in quality_lists] if quality_lists else [None] * len(ds)
+    deita = [round(c * q, 4) if c is not None and q is not None else None for c, q in zip(complexity_col, quality_col)]
+    row_method = profile.method
+    scorer = profile.model if profile.model == profile.quality_model or responses is None else (
+        f"complexity: {profile.model}; quality: {profile.quality_model}")
+    out = ds.remove_columns([c for c in SCORE_COLUMNS if c in ds.column_names])
+    out = out.add_column("complexity", complexity_col)
+    if resp_col == "generations":
+        out = out.add_column("quality_scores", quality_lists)
+    out = out.add_column("quality", quality_col)
+    out = out.add_column("deita_score", deita)
+    out = out.add_column("score_method", [row_method] * len(ds))
+    out = out.add_column("scorer_model", [scorer] * len(ds))
+    if row_method != method:  # an ensemble: keep the pure Deita values beside the final ones
+        out = out.add_column("complexity_llm", c_llm_col)
+        if resp_col == "generations":
+            out = out.add_column("quality_llm_scores", q_llm_col)
+    if responses is None:
+        console.print("[yellow]warning:[/] no response column (generations, response or output): only "
+                      "complexity was scored; quality and deita_score are empty")
+
+    def summary(values: list) -> dict[str, float] | None:
+        v = np.array([x for x in values if x is not None], dtype=float)
+        return None if not len(v) else {"mean": round(float(v.mean()), 3), "std": round(float(v.std()), 3),
+                                        "min": round(float(v.min()), 3), "max": round(float(v.max()), 3)}
+
+    stats.update({
+        "score_method": row_method,
+        "scorer_model": scorer,
+        "complexity": summary(complexity_col),
+        "quality": summary(quality_col),
+        "deita_score": summary(deita),
+        "validity": profile.validity_dict(),
+    })
+    return out, stats

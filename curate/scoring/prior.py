@@ -1,0 +1,121 @@
+"""Prompts beyond Deita's zero-shot one, and the optional length prior that small models need.
+
+Deita's scorers are 7B-13B models fine-tuned on the exact zero-shot prompt; a 135M-270M general model
+is not, and its raw expected values barely move (or move the wrong way). Two documented, measured aids:
+
+- `prompt: deita-anchored`: Deita's own template, preceded by hand-written anchor examples (curate/data/
+  deita_anchors.json, written for this project, none taken from any evaluation set) that show the model
+  what 1 and 6 mean. The anchors are a fixed prefix, so llama.cpp evaluates them once (KV cache reuse).
+- `length_prior` w > 0: the LLM's expected value and the (log) length of the text are each standardised
+  with fixed statistics measured on REFERENCE data (Alpaca demo, LIMA, OASST prompts: never on the
+  evaluation sets), mixed as z = (w_llm z_llm + w z_len) / norm and mapped back to [1, 6] by
+  1 + 5 Phi(z). The result stays monotone in the Deita value; rows record `score_method`
+  "logits+length-prior" and keep the pure Deita values in `complexity_llm` / `quality_llm_scores`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Sequence
+
+import numpy as np
+
+from curate.config import LLMConfig
+from curate.scoring.prompts import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
+
+
+def default_scorer_llm(main: LLMConfig) -> LLMConfig:
+    """The scorer when none is configured: the main LLM (embedded SmolLM2 unless configured otherwise)."""
+    return main
+
+
+@functools.lru_cache(maxsize=1)
+def anchors() -> dict:
+    return json.loads(resources.files("curate").joinpath("data/deita_anchors.json").read_text(encoding="utf-8"))
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def complexity_template(prompt: str) -> str:
+    if prompt == "deita":
+        return COMPLEXITY_TEMPLATE
+    shots = "".join(
+        COMPLEXITY_TEMPLATE.format(instruction=a["instruction"]) + f"{a['score']}\n\n" for a in anchors()["complexity"]
+    )
+    return _escape(shots) + COMPLEXITY_TEMPLATE
+
+
+def quality_template(prompt: str) -> str:
+    if prompt == "deita":
+        return QUALITY_TEMPLATE
+    shots = "".join(
+        QUALITY_TEMPLATE.format(instruction=a["instruction"], output=a["response"]) + f"{a['score']}\n\n"
+        for a in anchors()["quality"]
+    )
+    return _escape(shots) + QUALITY_TEMPLATE
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Mean and standard deviation of a component on the reference data (see module docstring)."""
+
+    mean: float
+    std: float
+
+    def z(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean) / max(self.std, 1e-6)
+
+
+def log_words(text: str) -> float:
+    return math.log1p(len(text.split()))
+
+
+def combine(z_llm: np.ndarray, z_len: np.ndarray, w: float) -> np.ndarray:
+    """Mix two standardised signals and map to [1, 6] with the normal CDF."""
+    from scipy.special import ndtr
+
+    z = ((1 - w) * z_llm + w * z_len) / math.sqrt((1 - w) ** 2 + w**2)
+    return 1.0 + 5.0 * ndtr(z)
+
+
+def complexity_final(llm_ev: np.ndarray, instructions: Sequence[str], profile) -> np.ndarray:
+    if profile.length_prior <= 0:
+        return np.asarray(llm_ev, dtype=np.float64)
+    ref = reference(profile, "complexity")
+    lengths = np.array([log_words(t) for t in instructions])
+    return combine(ref["llm"].z(llm_ev), ref["length"].z(lengths), profile.length_prior)
+
+
+def quality_final(llm_ev: np.ndarray, instruction: str, responses: Sequence[str], profile) -> np.ndarray:
+    if profile.length_prior <= 0:
+        return np.asarray(llm_ev, dtype=np.float64)
+    ref = reference(profile, "quality")
+    lengths = np.array([log_words(r) for r in responses])
+    return combine(ref["llm"].z(llm_ev), ref["length"].z(lengths), profile.length_prior)
+
+
+# (model name, prompt) -> kind -> component -> Reference; measured by
+# `benchmarks/scoring_validity.py --reference` on the reference data (never the evaluation sets).
+REFERENCES: dict[tuple[str, str], dict[str, dict[str, Reference]]] = {}
+
+
+class NoReferenceError(ValueError):
+    pass
+
+
+def reference(profile, kind: str) -> dict[str, Reference]:
+    model = profile.model if kind == "complexity" else profile.quality_model
+    try:
+        return REFERENCES[(model, profile.prompt)][kind]
+    except KeyError:
+        raise NoReferenceError(
+            f"score.length_prior needs reference statistics for model '{model}' with prompt '{profile.prompt}', "
+            "and none are recorded: set score.length_prior: 0 (pure Deita), or measure them with "
+            "`python benchmarks/scoring_validity.py --reference` and add them to curate/scoring/prior.py"
+        ) from None

@@ -1,0 +1,172 @@
+"""Deita scoring: real models, tiny inputs. Ranges, variation, the product, the score-token check,
+the fast llama.cpp logits path against `logits_all`, transformers on the same model, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from curate.config import LLMConfig, load_config
+from curate.io import InputError
+from curate.scoring.backends import expected_score
+from curate.scoring.prompts import COMPLEXITY_TEMPLATE, ScoreTokenError, resolve_score_tokens
+
+SFT = [
+    {"instruction": "What is the capital of France?", "output": "Paris."},
+    {"instruction": "Prove that the square root of 2 is irrational, then generalise the proof to any prime p.",
+     "output": "Suppose sqrt(2) = a/b in lowest terms. Then a^2 = 2b^2, so a is even; write a = 2k, then "
+               "b^2 = 2k^2 and b is even too, a contradiction. For a prime p the same argument works because "
+               "p | a^2 implies p | a."},
+    {"instruction": "Write a haiku about autumn leaves.", "output": "leaves leaves leaves leaves"},
+]
+
+
+def _cfg(**score):
+    return load_config(overrides={"llm": {"n_ctx": 1024}, "score": score}, environ={})
+
+
+# ------------------------------------------------------------------------------ no model needed
+
+
+def test_expected_score_is_deitas_softmax_expectation():
+    assert expected_score(np.zeros(6))[0] == pytest.approx(3.5)
+    assert expected_score(np.array([0, 0, 0, 0, 0, 50.0]))[0] == pytest.approx(6.0)
+    logits = np.array([1.0, 2.0, 0.5, -1.0, 0.0, 3.0])
+    p = np.exp(logits) / np.exp(logits).sum()
+    assert expected_score(logits)[0] == pytest.approx(float((p * np.arange(1, 7)).sum()))
+
+
+def test_token_check_rejects_a_tokenizer_without_digit_tokens():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "x": 1, "y": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(ScoreTokenError, match="'1'..'6' are not single next tokens"):
+        resolve_score_tokens(lambda t: tok.encode(t).ids, "word-level toy tokenizer")
+
+
+def test_token_check_uses_leading_space_digits_for_byte_level_bpe():
+    """GPT-2 style BPE glues the space to the digit: the prompt's trailing space must then be dropped."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tok = ByteLevelBPETokenizer()
+    corpus = [COMPLEXITY_TEMPLATE.format(instruction="x") + d for d in "123456"] * 20 + ["a 1 b 2 c 3 d 4 e 5 f 6"] * 50
+    tok.train_from_iterator(corpus, vocab_size=400, min_frequency=2, show_progress=False)
+    tokens = resolve_score_tokens(lambda t: tok.encode(t).ids, "toy byte-level BPE")
+    assert tokens.leading_space
+    assert [tok.decode([i]) for i in tokens.ids] == [f" {d}" for d in "123456"]
+    assert tokens.prompt(COMPLEXITY_TEMPLATE.format(instruction="x")).endswith("##Complexity:")
+
+
+def test_empty_or_missing_text_fails_clearly_and_names_the_row():
+    from curate.score import score
+
+    cfg = _cfg()
+    with pytest.raises(InputError, match=r"row 2") as err:
+        score(Dataset.from_list([{"instruction": "Hi?", "output": "Hello."}, {"instruction": " ", "output": "x"}]),
+              cfg, source="in.jsonl")
+    assert err.value.field == "instruction" and "in.jsonl" in str(err.value)
+    with pytest.raises(InputError, match="empty or missing response at generations\\[1\\]"):
+        score(Dataset.from_list([{"instruction": "Hi?", "generations": ["Hello.", ""]}]), cfg, source="p.jsonl")
+    with pytest.raises(InputError, match="output"):
+        score(Dataset.from_list([{"instruction": "Hi?", "output": None}, {"instruction": "Yo?", "output": "x"}]),
+              cfg, source="s.jsonl")
+    with pytest.raises(InputError, match="no instruction column"):
+        score(Dataset.from_list([{"text": "Hi?"}]), cfg, source="t.jsonl")
+
+
+# ------------------------------------------------------------------------------ real models
+
+
+@pytest.mark.slow
+def test_sft_scores_in_range_vary_and_deita_is_the_product():
+    from curate.score import score
+
+    out, stats = score(Dataset.from_list(SFT), _cfg(), source="sft.jsonl")
+    assert len(out) == len(SFT)  # nothing dropped
+    for row in out:
+        assert 1.0 <= row["complexity"] <= 6.0 and 1.0 <= row["quality"] <= 6.0
+        assert row["deita_score"] == pytest.approx(row["complexity"] * row["quality"], abs=1e-3)
+        assert row["score_method"] == "logits" and "SmolLM2" in row["scorer_model"]
+    assert len({round(r, 3) for r in out["complexity"]}) == len(SFT)
+    assert len({round(r, 3) for r in out["quality"]}) == len(SFT)
+    assert stats["score_tokens"]["complexity"] == {"ids": [33, 34, 35, 36, 37, 38], "leading_space": False}
+    assert stats["validity"] is None  # pure Deita on SmolLM2: no recorded figures -> warned
+
+
+@pytest.mark.slow
+def test_preference_rows_score_every_response_and_keep_the_max():
+    from curate.score import score
+
+    rows = [{"instruction": SFT[1]["instruction"], "generations": [SFT[1]["output"], "No idea.", "2"]},
+            {"instruction": SFT[0]["instruction"], "generations": ["Paris is the capital of France.", "Lyon"]}]
+    out, _ = score(Dataset.from_list(rows), _cfg())
+    for row, src in zip(out, rows):
+        assert len(row["quality_scores"]) == len(src["generations"])
+        assert all(1.0 <= q <= 6.0 for q in row["quality_scores"])
+        assert row["quality"] == max(row["quality_scores"])
+        assert len(set(row["quality_scores"])) == len(row["quality_scores"])
+        assert row["deita_score"] == pytest.approx(row["complexity"] * row["quality"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_fast_last_logits_equal_logits_all_and_prefix_reuse_is_exact():
+    """The backend reads the last row without logits_all and reuses the KV cache of a shared prefix."""
+    from llama_cpp import Llama
+
+    from curate.models import embedded_gguf_path
+    from curate.scoring.backends import LlamaCppBackend
+
+    prompts = [COMPLEXITY_TEMPLATE.format(instruction=t) for t in ("Sort a list in Python.", "Say hi.")]
+    backend = LlamaCppBackend(LLMConfig(n_ctx=512))
+    fast = [backend.score_logits(p) for p in prompts]  # the second reuses the first's preamble
+    ref = Llama(model_path=str(embedded_gguf_path()), n_ctx=512, logits_all=True, verbose=False)
+    for prompt, got in zip(prompts, fast):
+        ref.reset()
+        toks = ref.tokenize(prompt.encode(), add_bos=True, special=False)
+        ref.eval(toks)
+        want = ref.scores[len(toks) - 1][list(backend.tokens.ids)]
+        assert np.allclose(got, want, atol=1e-3), (got, want)
+    assert not np.allclose(fast[0], fast[1], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_transformers_backend_agrees_with_llama_cpp_on_the_same_model():
+    """The transformers path (as for hkust-nlp/deita-*-scorer), here on the embedded SmolLM2 GGUF
+    dequantised by transformers: same score tokens, nearly the same expected values."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("accelerate")
+    from curate.models import embedded_gguf_path
+    from curate.scoring.backends import LlamaCppBackend, TransformersBackend
+
+    gguf = embedded_gguf_path()
+    hf = TransformersBackend(LLMConfig(provider="transformers", model=str(gguf.parent),
+                                       extra={"gguf_file": gguf.name}))
+    cpp = LlamaCppBackend(LLMConfig(n_ctx=512))
+    assert hf.tokens == cpp.tokens
+    for text in ("Say hi.", "Derive the closed form of the Fibonacci numbers."):
+        prompt = COMPLEXITY_TEMPLATE.format(instruction=text)
+        a, b = expected_score(hf.score_logits(prompt))[0], expected_score(cpp.score_logits(prompt))[0]
+        assert 1 <= a <= 6 and abs(a - b) < 0.1, (a, b)
+
+
+@pytest.mark.slow
+def test_cli_score_writes_columns_and_reports_validity(tmp_path):
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+    from curate.io import read_rows
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in SFT[:2]) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("llm: {n_ctx: 1024}\n")
+    result = CliRunner().invoke(app, ["score", "-i", str(src), "-o", str(tmp_path / "out"), "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    out = read_rows(tmp_path / "out")
+    assert {"complexity", "quality", "deita_score", "score_method", "scorer_model"} <= set(out.column_names)
+    assert all(not math.isnan(x) for x in out["deita_score"])
