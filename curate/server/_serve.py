@@ -1,0 +1,79 @@
+"""Entry point of the embedded server process (started by `launcher.start`, never by hand).
+
+Order matters: our search-engine plugin registers itself before the app exists, the SQLite schema is
+migrated, the owner from the credentials file is created if missing, then uvicorn serves the real
+argilla-server app (API + bundled web UI). The environment (ARGILLA_*) comes from the launcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+
+def migrate() -> None:
+    """Bring argilla.db to the installed argilla-server's schema (first start and after upgrades).
+
+    argilla-server's own `database migrate` command is a typer 0.9 CLI that breaks with click >= 8.2, so we
+    call alembic's Python API with the server's alembic.ini: the same migrations, no CLI involved.
+    """
+    from alembic import command
+    from alembic.config import Config
+    from argilla_server.database import ALEMBIC_CONFIG_FILE
+
+    command.upgrade(Config(ALEMBIC_CONFIG_FILE), "head")
+
+
+async def ensure_owner(credentials: Path) -> None:
+    """Create the owner recorded in the credentials file, once (its password and API key are random)."""
+    from argilla_server.contexts import accounts
+    from argilla_server.database import AsyncSessionLocal, async_engine
+    from argilla_server.models import User, UserRole
+
+    creds = json.loads(credentials.read_text(encoding="utf-8"))
+    try:
+        async with AsyncSessionLocal() as db:
+            if await accounts.get_user_by_username(db, creds["username"]) is None:
+                await User.create(
+                    db,
+                    first_name=creds["username"],
+                    username=creds["username"],
+                    role=UserRole.owner,
+                    password_hash=accounts.hash_password(creds["password"]),
+                    api_key=creds["api_key"],
+                )
+    finally:
+        # The pool belongs to this event loop; uvicorn runs its own.
+        await async_engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--credentials", type=Path, required=True)
+    args = parser.parse_args()
+
+    # The server copies its static UI into a fresh temp dir at each start: keep those under the data dir.
+    tmp = os.environ.get("TMPDIR")
+    if tmp and Path(tmp).name == "tmp":
+        shutil.rmtree(tmp, ignore_errors=True)
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+
+    import curate.server.search_engine  # noqa: F401  (registers the engine named in ARGILLA_SEARCH_ENGINE)
+
+    migrate()
+    asyncio.run(ensure_owner(args.credentials))
+
+    import uvicorn
+    from argilla_server import app
+
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
