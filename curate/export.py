@@ -277,9 +277,17 @@ def _check_hub(repo_id: str, overwrite: bool) -> Any:
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or get_token()
     if not token:
         raise ExportError("--to-hub: no Hugging Face token; set HF_TOKEN to a token with write access")
+    from huggingface_hub.errors import HfHubHTTPError
+
     api = HfApi(token=token)
     try:
         exists = api.repo_exists(repo_id, repo_type="dataset")
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        if status in (401, 403):
+            raise ExportError(f"--to-hub: the Hub rejected the token (HTTP {status}); check that HF_TOKEN is "
+                              "valid and has write access") from exc
+        raise ExportError(f"--to-hub: the Hub answered with an error ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise ExportError(f"--to-hub: cannot reach the Hugging Face Hub ({type(exc).__name__}: {exc})") from exc
     if exists and not overwrite:

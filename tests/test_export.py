@@ -125,3 +125,26 @@ def test_card_shows_the_numbers():
         assert line in card, line
     alpha = summary["agreement"]["krippendorff_alpha"]["preference"]["alpha"]
     assert f"| preference | {alpha:.3f} | nominal |" in card
+
+
+def test_to_hub_fails_clearly_before_any_work(tmp_path, monkeypatch):
+    from curate.export import ExportError, export
+
+    out = tmp_path / "out"
+    c = load_config(overrides={"argilla": {"api_url": "http://127.0.0.1:9", "api_key": "unused"}}, environ={})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ExportError, match="HF_HUB_OFFLINE is set"):
+        export(c, "d", "w", out, to_hub="someone/pairs")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    with pytest.raises(ExportError, match="no Hugging Face token; set HF_TOKEN"):
+        export(c, "d", "w", out, to_hub="someone/pairs")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    with pytest.raises(ExportError, match="cannot reach the Hugging Face Hub|rejected the token"):
+        export(c, "d", "w", out, to_hub="someone/pairs")
+    assert not out.exists()  # nothing written

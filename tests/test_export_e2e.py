@@ -233,3 +233,46 @@ def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_pat
           f"percent agreement={agr['percent_agreement']['pairwise']}, gpt-3.5 vs human majority="
           f"{judge['agreement']} over {judge['records']} records, vs single votes={judge['vote_agreement']}, "
           f"A share={agr['position_bias']['a_share']}, excluded={acc['records']['excluded']}")
+
+
+@pytest.mark.server
+def test_cli_push_status_export(argilla_server, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from review_helpers import scored_rows
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in scored_rows(4)))
+    name, ws = unique("cli"), unique("ws")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_", "HF_"))}
+    env |= {"ARGILLA_API_URL": argilla_server.url, "ARGILLA_API_KEY": argilla_server.api_key,
+            "CURATE_RUN__RUNS_DIR": str(tmp_path / "runs"), "HF_HUB_OFFLINE": "1"}
+
+    def curate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True)
+
+    pushed = curate("push", "-i", str(data), "-d", name, "-w", ws, "--min-submitted", "2")
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    assert "4 new, 0 already there, 0 quarantined" in pushed.stderr.replace("\n", " ")
+    (user, ann, _), = annotators(argilla_server, ws, ["solo"]).values()
+    raw = raw_records(owner(argilla_server), name, ws)[0]
+    submit(ann, raw["id"], preference="A")
+    status = curate("status", "-d", name, "-w", ws, "--json")
+    assert status.returncode == 0, status.stderr[-2000:]
+    st = json.loads(status.stdout)
+    assert (st["records"], st["pending"], st["min_submitted"]) == (4, 4, 2)  # one vote of two needed
+    assert st["annotators"] == {user: {"submitted": 1}}
+    human = curate("status", "-d", name, "-w", ws)
+    assert human.returncode == 0 and "responses per annotator" in human.stdout
+    out = tmp_path / "exported"
+    done = curate("export", "-d", name, "-w", ws, "-o", str(out), "--include-unreviewed")
+    assert done.returncode == 0, done.stderr[-2000:]
+    pairs = load_from_disk(str(out))["train"]
+    assert len(pairs) >= 1 and pairs["decided_by"].count("human") == 1
+    assert raw["external_id"] in pairs["id"]
+    hub = curate("export", "-d", name, "-w", ws, "-o", str(tmp_path / "never"), "--to-hub", "me/pairs")
+    assert hub.returncode == 1 and "HF_HUB_OFFLINE is set" in hub.stderr and not (tmp_path / "never").exists()
+    missing = curate("export", "-d", "no-such-dataset", "-w", ws, "-o", str(tmp_path / "x"))
+    assert missing.returncode == 1 and "not found" in missing.stderr
