@@ -10,6 +10,7 @@ Text method (fallback for LLMs without logits): distilabel's ComplexityScorer / 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,25 @@ from datasets import Dataset
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from curate.config import Config, LLMConfig
+from curate.config import Config, LLMConfig, ScoreConfig
 from curate.io import InputError, check_text_column
 from curate.scoring import prior as priors
 from curate.scoring.backends import build_backend, expected_score, logits_supported
-from curate.scoring.prompts import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, join_instruction
+from curate.scoring.prompts import join_instruction
 from curate.scoring.validity import describe_validity, scorer_profile
 
 console = Console(stderr=True)
 INSTRUCTION_COLUMNS = ("instruction", "prompt")
 RESPONSE_COLUMNS = ("response", "output")
 SCORE_COLUMNS = (
-    "complexity", "quality_scores", "quality", "deita_score", "score_method", "scorer_model",
-    "complexity_llm", "quality_llm_scores",
+    "complexity",
+    "quality_scores",
+    "quality",
+    "deita_score",
+    "score_method",
+    "scorer_model",
+    "complexity_llm",
+    "quality_llm_scores",
 )
 
 
@@ -38,8 +45,11 @@ def _instruction_column(ds: Dataset, source: Any) -> str:
     for col in INSTRUCTION_COLUMNS:
         if col in ds.column_names:
             return col
-    raise InputError(source or "<dataset>", f"no instruction column (one of {', '.join(INSTRUCTION_COLUMNS)})",
-                     field=INSTRUCTION_COLUMNS[0])
+    raise InputError(
+        source or "<dataset>",
+        f"no instruction column (one of {', '.join(INSTRUCTION_COLUMNS)})",
+        field=INSTRUCTION_COLUMNS[0],
+    )
 
 
 def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | None]:
@@ -48,12 +58,20 @@ def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | 
         rows = ds["generations"]
         for i, gens in enumerate(rows):
             if not isinstance(gens, list) or not gens:
-                raise InputError(source or "<dataset>", "`generations` must be a non-empty list of strings",
-                                 i + 1, "generations")
+                raise InputError(
+                    source or "<dataset>",
+                    "`generations` must be a non-empty list of strings",
+                    i + 1,
+                    "generations",
+                )
             for j, g in enumerate(gens):
                 if not isinstance(g, str) or not g.strip():
-                    raise InputError(source or "<dataset>", f"empty or missing response at generations[{j}]",
-                                     i + 1, "generations")
+                    raise InputError(
+                        source or "<dataset>",
+                        f"empty or missing response at generations[{j}]",
+                        i + 1,
+                        "generations",
+                    )
         return "generations", [list(g) for g in rows]
     for col in RESPONSE_COLUMNS:
         if col in ds.column_names:
@@ -68,72 +86,120 @@ def _llm(cfg: Config, kind: str) -> LLMConfig:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+class _Run:
+    """Counters shared by one scoring run (truncations, answers without score tokens, tokens, time)."""
+
+    def __init__(self) -> None:
+        self.truncated = 0
+        self.missing = 0
+        self.items = 0
+        self.seconds = 0.0
+        self.tokens = 0
+
+    def ev(self, backend, prompt: str) -> float:
+        if backend.tokens is not None:
+            prompt = backend.tokens.prompt(prompt)
+        before = backend.prompt_tokens
+        logits = backend.score_logits(prompt)
+        self.tokens += backend.prompt_tokens - before
+        self.items += 1
+        if logits is None:
+            self.missing += 1
+            return 3.0  # Deita's own value when the score tokens are absent
+        return float(expected_score(logits)[0])
+
+    def cut(self, backend, text: str, limit: int) -> str:
+        text, cut = backend.truncate(text, limit)
+        self.truncated += cut
+        return text
+
+
+def complexity_llm(
+    instructions: Sequence[str], backend, sc: ScoreConfig, run: _Run | None = None
+) -> np.ndarray:
+    """Deita complexity expected values, one forward pass per instruction."""
+    run = run or _Run()
+    tpl = priors.complexity_template(sc.prompt)
+    out = np.empty(len(instructions))
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("Deita complexity", total=len(instructions))
+        for i, ins in enumerate(instructions):
+            out[i] = run.ev(backend, tpl.format(instruction=run.cut(backend, ins, sc.max_instruction_tokens)))
+            bar.advance(task)
+    run.seconds += time.perf_counter() - started
+    return out
+
+
+def quality_llm(
+    instructions: Sequence[str],
+    responses: Sequence[Sequence[str]],
+    backend,
+    sc: ScoreConfig,
+    run: _Run | None = None,
+) -> list[list[float]]:
+    """Deita quality expected values for every response of every row (the row's question is cached)."""
+    run = run or _Run()
+    tpl = priors.quality_template(sc.prompt)
+    out: list[list[float]] = []
+    started = time.perf_counter()
+    with _progress() as bar:
+        task = bar.add_task("Deita quality", total=sum(len(r) for r in responses))
+        for ins, resps in zip(instructions, responses):
+            ins = run.cut(backend, ins, sc.max_instruction_tokens)
+            row = []
+            for r in resps:
+                row.append(
+                    run.ev(
+                        backend,
+                        tpl.format(instruction=ins, output=run.cut(backend, r, sc.max_response_tokens)),
+                    )
+                )
+                bar.advance(task)
+            out.append(row)
+    run.seconds += time.perf_counter() - started
+    return out
 
 
 def _logit_scores(
     instructions: list[str], responses: list[list[str]] | None, cfg: Config
 ) -> tuple[np.ndarray, list[list[float]] | None, dict[str, Any]]:
-    """Deita's expected values for every instruction and every response (one forward pass each)."""
-    sc = cfg.score
     c_cfg, q_cfg = _llm(cfg, "complexity"), _llm(cfg, "quality")
     c_backend = build_backend(c_cfg)
     q_backend = c_backend if q_cfg == c_cfg else (build_backend(q_cfg) if responses else None)
-    c_tpl = priors.complexity_template(sc.prompt)
-    q_tpl = priors.quality_template(sc.prompt)
-    truncated = 0
-    missing = 0
-
-    def ev(backend, prompt: str) -> float:
-        nonlocal missing
-        if backend.tokens is not None:
-            prompt = backend.tokens.prompt(prompt)
-        logits = backend.score_logits(prompt)
-        if logits is None:
-            missing += 1
-            return 3.0  # Deita's own value when the score tokens are absent
-        return float(expected_score(logits)[0])
-
-    n_items = len(instructions) + (sum(len(r) for r in responses) if responses else 0)
-    started = time.perf_counter()
-    with _progress() as bar:
-        task = bar.add_task("Deita scoring", total=n_items)
-        complexity = np.empty(len(instructions))
-        for i, ins in enumerate(instructions):
-            ins_c, cut = c_backend.truncate(ins, sc.max_instruction_tokens)
-            truncated += cut
-            complexity[i] = ev(c_backend, c_tpl.format(instruction=ins_c))
-            bar.advance(task)
-        quality: list[list[float]] | None = None
-        if responses is not None:
-            quality = []
-            for ins, resps in zip(instructions, responses):
-                ins_q, cut = q_backend.truncate(ins, sc.max_instruction_tokens)
-                truncated += cut
-                row = []
-                for r in resps:
-                    r_q, cut = q_backend.truncate(r, sc.max_response_tokens)
-                    truncated += cut
-                    row.append(ev(q_backend, q_tpl.format(instruction=ins_q, output=r_q)))
-                    bar.advance(task)
-                quality.append(row)
-    seconds = time.perf_counter() - started
-    tokens = c_backend.prompt_tokens + (q_backend.prompt_tokens if q_backend not in (None, c_backend) else 0)
+    run = _Run()
+    complexity = complexity_llm(instructions, c_backend, cfg.score, run)
+    quality = (
+        quality_llm(instructions, responses, q_backend, cfg.score, run) if responses is not None else None
+    )
     stats = {
         "complexity_model": c_backend.name,
         "quality_model": q_backend.name if q_backend else None,
         "score_tokens": {"complexity": _tokens_info(c_backend), "quality": _tokens_info(q_backend)},
-        "fields_truncated": truncated,
-        "answers_without_score_tokens": missing,
-        "items": n_items,
-        "seconds": round(seconds, 2),
-        "items_per_second": round(n_items / seconds, 2) if seconds else None,
-        "prompt_tokens_per_second": round(tokens / seconds, 1) if seconds and tokens else None,
+        "fields_truncated": run.truncated,
+        "answers_without_score_tokens": run.missing,
+        "items": run.items,
+        "seconds": round(run.seconds, 2),
+        "items_per_second": round(run.items / run.seconds, 2) if run.seconds else None,
+        "prompt_tokens_per_second": round(run.tokens / run.seconds, 1)
+        if run.seconds and run.tokens
+        else None,
     }
-    if missing:
-        console.print(f"[yellow]warning:[/] {missing} answer(s) had no score token in the top log-probabilities; "
-                      "scored 3.0 as Deita does")
+    if run.missing:
+        console.print(
+            f"[yellow]warning:[/] {run.missing} answer(s) had no score token in the top "
+            "log-probabilities; scored 3.0 as Deita does"
+        )
     return complexity, quality, stats
 
 
@@ -163,7 +229,9 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     check_text_column(ds, ins_col, where)
     resp_col, responses = _responses(ds, source)
     extra = ds["input"] if "input" in ds.column_names else [None] * len(ds)
-    instructions = [join_instruction(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)]
+    instructions = [
+        join_instruction(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)
+    ]
 
     c_cfg, q_cfg = _llm(cfg, "complexity"), _llm(cfg, "quality")
     method = sc.method
@@ -172,16 +240,22 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     profile = scorer_profile(cfg, c_cfg, q_cfg, method)
     console.print(describe_validity(profile))
 
-    stats: dict[str, Any] = {"rows": len(ds), "method": method, "instruction_column": ins_col,
-                             "response_column": resp_col}
+    stats: dict[str, Any] = {
+        "rows": len(ds),
+        "method": method,
+        "instruction_column": ins_col,
+        "response_column": resp_col,
+    }
     if method == "logits":
         c_llm, q_llm, run_stats = _logit_scores(instructions, responses, cfg)
         stats.update(run_stats)
         complexity = priors.complexity_final(c_llm, instructions, profile)
         quality = None
         if responses is not None:
-            quality = [priors.quality_final(np.asarray(q), ins, resps, profile)
-                       for q, ins, resps in zip(q_llm, instructions, responses)]
+            quality = [
+                priors.quality_final(np.asarray(q), ins, resps, profile)
+                for q, ins, resps in zip(q_llm, instructions, responses)
+            ]
         c_llm_col: list[float | None] = [round(float(x), 4) for x in c_llm]
         q_llm_col = [[round(float(x), 4) for x in q] for q in q_llm] if q_llm is not None else None
         complexity_col: list[float | None] = [round(float(x), 4) for x in complexity]
@@ -190,13 +264,24 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         complexity_col, quality_lists = _text_scores(instructions, responses, cfg)
         c_llm_col, q_llm_col = list(complexity_col), quality_lists
         stats["unparsed_scores"] = sum(x is None for x in complexity_col) + (
-            sum(x is None for q in quality_lists for x in q) if quality_lists else 0)
+            sum(x is None for q in quality_lists for x in q) if quality_lists else 0
+        )
 
-    quality_col = [max((x for x in q if x is not None), default=None) for q in quality_lists] if quality_lists else [None] * len(ds)
-    deita = [round(c * q, 4) if c is not None and q is not None else None for c, q in zip(complexity_col, quality_col)]
+    quality_col = (
+        [max((x for x in q if x is not None), default=None) for q in quality_lists]
+        if quality_lists
+        else [None] * len(ds)
+    )
+    deita = [
+        round(c * q, 4) if c is not None and q is not None else None
+        for c, q in zip(complexity_col, quality_col)
+    ]
     row_method = profile.method
-    scorer = profile.model if profile.model == profile.quality_model or responses is None else (
-        f"complexity: {profile.model}; quality: {profile.quality_model}")
+    scorer = (
+        profile.model
+        if profile.model == profile.quality_model or responses is None
+        else (f"complexity: {profile.model}; quality: {profile.quality_model}")
+    )
     out = ds.remove_columns([c for c in SCORE_COLUMNS if c in ds.column_names])
     out = out.add_column("complexity", complexity_col)
     if resp_col == "generations":
@@ -210,20 +295,32 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         if resp_col == "generations":
             out = out.add_column("quality_llm_scores", q_llm_col)
     if responses is None:
-        console.print("[yellow]warning:[/] no response column (generations, response or output): only "
-                      "complexity was scored; quality and deita_score are empty")
+        console.print(
+            "[yellow]warning:[/] no response column (generations, response or output): only "
+            "complexity was scored; quality and deita_score are empty"
+        )
 
     def summary(values: list) -> dict[str, float] | None:
         v = np.array([x for x in values if x is not None], dtype=float)
-        return None if not len(v) else {"mean": round(float(v.mean()), 3), "std": round(float(v.std()), 3),
-                                        "min": round(float(v.min()), 3), "max": round(float(v.max()), 3)}
+        return (
+            None
+            if not len(v)
+            else {
+                "mean": round(float(v.mean()), 3),
+                "std": round(float(v.std()), 3),
+                "min": round(float(v.min()), 3),
+                "max": round(float(v.max()), 3),
+            }
+        )
 
-    stats.update({
-        "score_method": row_method,
-        "scorer_model": scorer,
-        "complexity": summary(complexity_col),
-        "quality": summary(quality_col),
-        "deita_score": summary(deita),
-        "validity": profile.validity_dict(),
-    })
+    stats.update(
+        {
+            "score_method": row_method,
+            "scorer_model": scorer,
+            "complexity": summary(complexity_col),
+            "quality": summary(quality_col),
+            "deita_score": summary(deita),
+            "validity": profile.validity_dict(),
+        }
+    )
     return out, stats

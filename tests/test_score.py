@@ -17,10 +17,12 @@ from curate.scoring.prompts import COMPLEXITY_TEMPLATE, ScoreTokenError, resolve
 
 SFT = [
     {"instruction": "What is the capital of France?", "output": "Paris."},
-    {"instruction": "Prove that the square root of 2 is irrational, then generalise the proof to any prime p.",
-     "output": "Suppose sqrt(2) = a/b in lowest terms. Then a^2 = 2b^2, so a is even; write a = 2k, then "
-               "b^2 = 2k^2 and b is even too, a contradiction. For a prime p the same argument works because "
-               "p | a^2 implies p | a."},
+    {
+        "instruction": "Prove that the square root of 2 is irrational, then generalise the proof to any prime p.",
+        "output": "Suppose sqrt(2) = a/b in lowest terms. Then a^2 = 2b^2, so a is even; write a = 2k, then "
+        "b^2 = 2k^2 and b is even too, a contradiction. For a prime p the same argument works because "
+        "p | a^2 implies p | a.",
+    },
     {"instruction": "Write a haiku about autumn leaves.", "output": "leaves leaves leaves leaves"},
 ]
 
@@ -54,7 +56,9 @@ def test_token_check_uses_leading_space_digits_for_byte_level_bpe():
     from tokenizers import ByteLevelBPETokenizer
 
     tok = ByteLevelBPETokenizer()
-    corpus = [COMPLEXITY_TEMPLATE.format(instruction="x") + d for d in "123456"] * 20 + ["a 1 b 2 c 3 d 4 e 5 f 6"] * 50
+    corpus = [COMPLEXITY_TEMPLATE.format(instruction="x") + d for d in "123456"] * 20 + [
+        "a 1 b 2 c 3 d 4 e 5 f 6"
+    ] * 50
     tok.train_from_iterator(corpus, vocab_size=400, min_frequency=2, show_progress=False)
     tokens = resolve_score_tokens(lambda t: tok.encode(t).ids, "toy byte-level BPE")
     assert tokens.leading_space
@@ -67,14 +71,26 @@ def test_empty_or_missing_text_fails_clearly_and_names_the_row():
 
     cfg = _cfg()
     with pytest.raises(InputError, match=r"row 2") as err:
-        score(Dataset.from_list([{"instruction": "Hi?", "output": "Hello."}, {"instruction": " ", "output": "x"}]),
-              cfg, source="in.jsonl")
+        score(
+            Dataset.from_list(
+                [{"instruction": "Hi?", "output": "Hello."}, {"instruction": " ", "output": "x"}]
+            ),
+            cfg,
+            source="in.jsonl",
+        )
     assert err.value.field == "instruction" and "in.jsonl" in str(err.value)
     with pytest.raises(InputError, match="empty or missing response at generations\\[1\\]"):
-        score(Dataset.from_list([{"instruction": "Hi?", "generations": ["Hello.", ""]}]), cfg, source="p.jsonl")
+        score(
+            Dataset.from_list([{"instruction": "Hi?", "generations": ["Hello.", ""]}]), cfg, source="p.jsonl"
+        )
     with pytest.raises(InputError, match="output"):
-        score(Dataset.from_list([{"instruction": "Hi?", "output": None}, {"instruction": "Yo?", "output": "x"}]),
-              cfg, source="s.jsonl")
+        score(
+            Dataset.from_list(
+                [{"instruction": "Hi?", "output": None}, {"instruction": "Yo?", "output": "x"}]
+            ),
+            cfg,
+            source="s.jsonl",
+        )
     with pytest.raises(InputError, match="no instruction column"):
         score(Dataset.from_list([{"text": "Hi?"}]), cfg, source="t.jsonl")
 
@@ -102,8 +118,10 @@ def test_sft_scores_in_range_vary_and_deita_is_the_product():
 def test_preference_rows_score_every_response_and_keep_the_max():
     from curate.score import score
 
-    rows = [{"instruction": SFT[1]["instruction"], "generations": [SFT[1]["output"], "No idea.", "2"]},
-            {"instruction": SFT[0]["instruction"], "generations": ["Paris is the capital of France.", "Lyon"]}]
+    rows = [
+        {"instruction": SFT[1]["instruction"], "generations": [SFT[1]["output"], "No idea.", "2"]},
+        {"instruction": SFT[0]["instruction"], "generations": ["Paris is the capital of France.", "Lyon"]},
+    ]
     out, _ = score(Dataset.from_list(rows), _cfg())
     for row, src in zip(out, rows):
         assert len(row["quality_scores"]) == len(src["generations"])
@@ -144,8 +162,9 @@ def test_transformers_backend_agrees_with_llama_cpp_on_the_same_model():
     from curate.scoring.backends import LlamaCppBackend, TransformersBackend
 
     gguf = embedded_gguf_path()
-    hf = TransformersBackend(LLMConfig(provider="transformers", model=str(gguf.parent),
-                                       extra={"gguf_file": gguf.name}))
+    hf = TransformersBackend(
+        LLMConfig(provider="transformers", model=str(gguf.parent), extra={"gguf_file": gguf.name})
+    )
     cpp = LlamaCppBackend(LLMConfig(n_ctx=512))
     assert hf.tokens == cpp.tokens
     for text in ("Say hi.", "Derive the closed form of the Fibonacci numbers."):

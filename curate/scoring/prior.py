@@ -18,9 +18,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Sequence
 
 import numpy as np
 
@@ -35,7 +35,9 @@ def default_scorer_llm(main: LLMConfig) -> LLMConfig:
 
 @functools.lru_cache(maxsize=1)
 def anchors() -> dict:
-    return json.loads(resources.files("curate").joinpath("data/deita_anchors.json").read_text(encoding="utf-8"))
+    return json.loads(
+        resources.files("curate").joinpath("data/deita_anchors.json").read_text(encoding="utf-8")
+    )
 
 
 def _escape(text: str) -> str:
@@ -46,7 +48,8 @@ def complexity_template(prompt: str) -> str:
     if prompt == "deita":
         return COMPLEXITY_TEMPLATE
     shots = "".join(
-        COMPLEXITY_TEMPLATE.format(instruction=a["instruction"]) + f"{a['score']}\n\n" for a in anchors()["complexity"]
+        COMPLEXITY_TEMPLATE.format(instruction=a["instruction"]) + f"{a['score']}\n\n"
+        for a in anchors()["complexity"]
     )
     return _escape(shots) + COMPLEXITY_TEMPLATE
 

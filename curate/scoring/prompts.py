@@ -7,8 +7,8 @@ were fine-tuned on exactly these strings, so any change would make them score ou
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 COMPLEXITY_TEMPLATE = (
     "You are a helpful assistant. Please identify the complexity score of the following user query. \n"
@@ -58,12 +58,17 @@ def resolve_score_tokens(encode: Encode, model: str) -> ScoreTokens:
 
     `encode` must tokenize without special tokens. Both Deita prompt endings are checked.
     """
-    probes = [COMPLEXITY_TEMPLATE.format(instruction="x"), QUALITY_TEMPLATE.format(instruction="x", output="y")]
+    probes = [
+        COMPLEXITY_TEMPLATE.format(instruction="x"),
+        QUALITY_TEMPLATE.format(instruction="x", output="y"),
+    ]
     for leading_space in (False, True):
         ids: list[int] = []
         for digit in SCORE_DIGITS:
             found = {
-                _continues(encode, p.rstrip(" ") if leading_space else p, (" " if leading_space else "") + digit)
+                _continues(
+                    encode, p.rstrip(" ") if leading_space else p, (" " if leading_space else "") + digit
+                )
                 for p in probes
             }
             if len(found) != 1 or None in found:
@@ -71,7 +76,9 @@ def resolve_score_tokens(encode: Encode, model: str) -> ScoreTokens:
             ids.append(found.pop())
         if len(ids) == 6 and len(set(ids)) == 6:
             return ScoreTokens(tuple(ids), leading_space)
-    shown = ", ".join(f"{d!r} -> {list(encode(d))}, {' ' + d!r} -> {list(encode(' ' + d))}" for d in SCORE_DIGITS)
+    shown = ", ".join(
+        f"{d!r} -> {list(encode(d))}, {' ' + d!r} -> {list(encode(' ' + d))}" for d in SCORE_DIGITS
+    )
     raise ScoreTokenError(
         f"{model}: the Deita score tokens '1'..'6' are not single next tokens after the prompt, with or "
         f"without a leading space ({shown}); this model cannot be scored from logits: use score.method: text"

@@ -7,7 +7,7 @@ does not parse get None and are counted, never guessed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from curate.config import LLMConfig
 from curate.models import build_llm, generation_kwargs
@@ -15,7 +15,7 @@ from curate.models import build_llm, generation_kwargs
 GROUP = 5  # 5 instructions ranked together -> distilabel's scale 1..6, the same range as Deita's
 
 
-def _to_deita(score: int | float | None, n: int) -> float | None:
+def _to_deita(score: float | None, n: int) -> float | None:
     if score is None:
         return None
     return min(6.0, max(1.0, 1.0 + 5.0 * (float(score) - 1.0) / n))
@@ -47,7 +47,9 @@ def complexity_text(instructions: Sequence[str], cfg: LLMConfig) -> list[float |
     return out
 
 
-def quality_text(instructions: Sequence[str], responses: Sequence[Sequence[str]], cfg: LLMConfig) -> list[list[float | None]]:
+def quality_text(
+    instructions: Sequence[str], responses: Sequence[Sequence[str]], cfg: LLMConfig
+) -> list[list[float | None]]:
     task = _task("quality", cfg)
     inputs = [{"instruction": i, "responses": list(r)} for i, r in zip(instructions, responses)]
     out: list[list[float | None]] = []

@@ -57,8 +57,10 @@ def scorer_profile(cfg: Config, c_cfg: LLMConfig, q_cfg: LLMConfig, method: str)
 
 def describe_validity(p: Profile) -> str:
     if p.validity is None:
-        return (f"[yellow]warning:[/] no validity figures for this scorer ({p.key}): nobody has measured "
-                "whether its scores agree with people; run benchmarks/scoring_validity.py to find out")
+        return (
+            f"[yellow]warning:[/] no validity figures for this scorer ({p.key}): nobody has measured "
+            "whether its scores agree with people; run benchmarks/scoring_validity.py to find out"
+        )
     v = p.validity
     parts = []
     if v.complexity_rho is not None:
