@@ -189,3 +189,65 @@ def test_cli_score_writes_columns_and_reports_validity(tmp_path):
     out = read_rows(tmp_path / "out")
     assert {"complexity", "quality", "deita_score", "score_method", "scorer_model"} <= set(out.column_names)
     assert all(not math.isnan(x) for x in out["deita_score"])
+
+
+@pytest.mark.slow
+def test_openai_compatible_endpoint_with_top_logprobs_matches_embedded(tmp_path):
+    """The OpenAI backend against a real OpenAI-compatible server (llama-cpp-python's, on loopback)
+    serving the embedded model: the same Deita value as in-process."""
+    pytest.importorskip("sse_starlette")
+    pytest.importorskip("starlette_context")
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from curate.models import embedded_gguf_path
+    from curate.scoring.backends import LlamaCppBackend, OpenAIBackend
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(embedded_gguf_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "512",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        while True:  # until the server answers, or its process has died (then the test fails)
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models")
+                break
+            except OSError:
+                time.sleep(0.5)
+        api = OpenAIBackend(
+            LLMConfig(provider="openai", model="smollm2", base_url=f"http://127.0.0.1:{port}/v1")
+        )
+        local = LlamaCppBackend(LLMConfig(n_ctx=512))
+        for text in ("Say hi.", "Derive the closed form of the Fibonacci numbers."):
+            prompt = COMPLEXITY_TEMPLATE.format(instruction=text)
+            remote = api.score_logits(prompt)
+            assert remote is not None and np.isfinite(remote).sum() >= 5  # digits found in the top 20
+            a, b = expected_score(remote)[0], expected_score(local.score_logits(prompt))[0]
+            assert a == pytest.approx(b, abs=0.02), (a, b)
+    finally:
+        proc.terminate()
+        proc.wait()
+        log.close()
