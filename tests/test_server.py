@@ -671,3 +671,78 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+# ------------------------------------------------------------------------------------------------------
+# The engine in-process (no server): the index-order sort shortcut agrees with the generic SQL path
+
+
+def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
+    import asyncio
+    import uuid
+    from types import SimpleNamespace as NS
+
+    monkeypatch.setenv("ARGILLA_HOME_PATH", str(tmp_path))
+    monkeypatch.setenv("CURATE_SEARCH_DB", str(tmp_path / "search.sqlite3"))
+    from argilla_server.enums import SortOrder
+    from argilla_server.search_engine.base import (
+        AndFilter,
+        MetadataFilterScope,
+        Order,
+        RangeFilter,
+        SuggestionFilterScope,
+        TermsFilter,
+    )
+
+    from curate.server import search_engine as se
+
+    rng = random.Random(5)
+    dataset = NS(id=uuid.uuid4(), is_draft=False, fields=[NS(name="text", settings={"type": "text"})])
+    question = NS(name="preferred")
+    records = []
+    for i in range(2500):
+        metadata = {"method": rng.choice(METHODS), "tags": rng.sample(["x", "y", "z"], 2)}
+        if i % 9:  # some records have no score: they come last, in both orders
+            metadata["score"] = rng.randint(0, 40) / 4  # many ties
+        suggestions = [NS(question=question, value=rng.choice(LABELS), score=rng.randint(0, 20) / 20,
+                          agent="judge", type="model")] if i % 5 else []
+        records.append(NS(
+            id=uuid.uuid4(), external_id=f"e{i}", status="pending", inserted_at=datetime(2025, 1, 1),
+            updated_at=datetime(2025, 1, 1), fields={"text": " ".join(rng.sample(VOCAB, 4))}, metadata_=metadata,
+            responses=[], suggestions=suggestions, vectors=[],
+        ))
+    engine = se.SQLiteSearchEngine()
+
+    async def index():
+        await engine.create_index(dataset)
+        for start in range(0, len(records), 500):
+            await engine.index_records(dataset, records[start:start + 500])
+
+    asyncio.run(index())
+    sorts = [
+        [Order(MetadataFilterScope("score"), SortOrder.desc)],
+        [Order(MetadataFilterScope("score"), SortOrder.asc), Order(MetadataFilterScope("method"), SortOrder.desc)],
+        [Order(MetadataFilterScope("method"), SortOrder.asc), Order(MetadataFilterScope("score"), SortOrder.desc)],
+        [Order(SuggestionFilterScope("preferred", "score"), SortOrder.desc)],
+        [Order(MetadataFilterScope("tags"), SortOrder.asc)],  # several values per record: generic path
+    ]
+    filters = [None, AndFilter([RangeFilter(MetadataFilterScope("score"), ge=2.5, le=8)]),
+               AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A", "tie"])])]
+    pages = [(0, 10), (0, 2500), (1990, 30), (2240, 50)]
+
+    def run(threshold):
+        monkeypatch.setattr(se, "INDEX_SORT_MIN_TOTAL", threshold)
+        out = []
+        for sort in sorts:
+            for flt in filters:
+                for offset, limit in pages:
+                    res = asyncio.run(engine.search(dataset, filter=flt, sort=sort, offset=offset, limit=limit))
+                    out.append((res.total, [str(i.record_id) for i in res.items]))
+        return out
+
+    fast, generic = run(1), run(10**9)
+    assert fast == generic
+    assert any(len(ids) == 50 for _, ids in fast) and all(len(set(ids)) == len(ids) for _, ids in fast)
+    # the shortcut was really taken for single-valued keys, and refused for the list-valued one
+    conn = se._connect()
+    assert conn.execute("SELECT key FROM multikeys").fetchall() == [("m:tags",)]
