@@ -58,6 +58,11 @@ class InstructionsConfig(Section):
     rouge_threshold: float = Field(0.7, description="Self-Instruct novelty filter: max ROUGE-L vs the pool.")
     min_words: int = Field(3, description="Drop instructions shorter than this many words.")
     evol_steps: int = Field(1, description="EvolInstruct generations per seed.")
+    magpie_pre_query_template: str | None = Field(
+        None,
+        description="Magpie user-turn header: chatml | llama3 | qwen2 | a literal one "
+        "(default: chatml for llama.cpp models, e.g. the embedded SmolLM2).",
+    )
     batch_size: int = 8
 
 
@@ -137,6 +142,7 @@ class ReviewConfig(Section):
         False, description="Apply metadata/vector/guidelines/distribution changes to an existing dataset."
     )
     vectors: bool = Field(True, description="Add the prompt embedding as a vector field ('find similar').")
+    concurrency: int = Field(2, description="Upsert batches in flight at once during a push.")
 
 
 class ExportConfig(Section):

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -284,14 +285,21 @@ def push(
     quarantined: list[dict] = []
     created = 0
     batch_size = max(1, min(cfg.review.batch_size, MAX_BATCH))
+    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def send(chunk: list[dict]) -> int:
+        return _send(client, rg_dataset, [(p, _record(p, rg_dataset, metadata, has_vector)) for p in chunk],
+                     quarantined)
+
     with Progress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress or not todo, transient=True) as bar:
+                  disable=not progress or not todo, transient=True) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, cfg.review.concurrency)) as pool:
         task = bar.add_task("push", total=len(todo))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            created += _send(client, rg_dataset, [(p, _record(p, rg_dataset, metadata, has_vector)) for p in chunk],
-                             quarantined)
+        # A few batches in flight: the server parses and validates one while it commits another.
+        for chunk, sent in zip(chunks, pool.map(send, chunks)):
+            created += sent
             bar.advance(task, len(chunk))
+    quarantined.sort(key=lambda q: q["row"])
 
     by_row = {r["row"]: r for r in rejected}
     rows = {p["row"]: p for p in pairs}
