@@ -1,0 +1,246 @@
+"""Preference data with distilabel: N responses per instruction, optional EvolQuality, UltraFeedback.
+
+DAG (one chain, so every column of a row stays with its instruction):
+  load >> generate_0 [>> evol_quality_0] >> ... >> generate_{N-1} [>> evol_quality_{N-1}]
+       >> collect_generations >> ultrafeedback
+
+Response i uses `generate.preferences.generators[i]` (default: the main `llm`) with sampling settings
+`generation_params[i]` (both cycled). The judge's ratings are parsed robustly (ultrafeedback.py).
+
+Output rows (contract): the instruction's columns (its id as `instruction_id`, its generation params as
+`instruction_generation_params`), id = stable_id(instruction, generations), generations,
+generation_models, generation_params (one JSON per response), ratings (1..5 or None), rationales,
+judge_raw, judge_model.
+"""
+
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, Features, Sequence, Value
+from distilabel.steps import LoadDataFromDicts, Step, StepInput
+from distilabel.steps.tasks import EvolQuality, TextGeneration
+
+from curate.config import Config, LLMConfig
+from curate.io import check_text_column, stable_id
+from curate.models import generation_kwargs, llm_name
+from pipelines.instructions import to_dataset
+from pipelines.llm import params_json, task_llm
+from pipelines.runner import batches, make_pipeline, run_pipeline
+
+FEATURES = Features(
+    {
+        "id": Value("string"),
+        "instruction_id": Value("string"),
+        "instruction": Value("string"),
+        "method": Value("string"),
+        "generator_model": Value("string"),
+        "parent_id": Value("string"),
+        "seed_id": Value("string"),
+        "instruction_generation_params": Value("string"),
+        "generations": Sequence(Value("string")),
+        "generation_models": Sequence(Value("string")),
+        "generation_params": Sequence(Value("string")),
+        "ratings": Sequence(Value("int64")),
+        "rationales": Sequence(Value("string")),
+        "judge_raw": Value("string"),
+        "judge_model": Value("string"),
+    }
+)
+# Rough size of UltraFeedback's prompt without the responses, in tokens (template + system + instruction).
+_JUDGE_PROMPT_TOKENS = 700
+
+
+def _response_column(i: int, evolved: bool) -> str:
+    return f"evolved_{i}" if evolved else f"generation_{i}"
+
+
+def pick_response(row: dict[str, Any], i: int, evol_quality: bool) -> tuple[str, bool]:
+    """Response i of a row and whether it is the EvolQuality rewrite (an empty rewrite falls back)."""
+    if evol_quality and (row.get(_response_column(i, True)) or "").strip():
+        return row[_response_column(i, True)].strip(), True
+    return (row.get(_response_column(i, False)) or "").strip(), False
+
+
+class CollectGenerations(Step):
+    """Gathers the N response columns of a row into the `generations` list UltraFeedback judges."""
+
+    num_generations: int
+    evol_quality: bool = False
+
+    @property
+    def inputs(self) -> list[str]:
+        return [f"generation_{i}" for i in range(self.num_generations)]
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["generations"]
+
+    def process(self, inputs: StepInput):  # type: ignore[override]
+        for row in inputs:
+            row["generations"] = [pick_response(row, i, self.evol_quality)[0] for i in range(self.num_generations)]
+        yield inputs
+
+
+def _plan(cfg: Config) -> list[tuple[LLMConfig, dict[str, Any]]]:
+    """(model, sampling settings) for each of the N responses."""
+    pcfg = cfg.generate.preferences
+    gens = pcfg.generators or [cfg.llm]
+    params = pcfg.generation_params or [{}]
+    return [(gens[i % len(gens)], dict(params[i % len(params)])) for i in range(pcfg.num_generations)]
+
+
+def _judge_cfg(cfg: Config) -> LLMConfig:
+    return cfg.generate.preferences.judge or cfg.llm
+
+
+def generate_preferences(
+    cfg: Config, instructions: Dataset, source: Path | str | None = None
+) -> tuple[Dataset, dict[str, Any]]:
+    """Responses, optional EvolQuality rewrites and UltraFeedback ratings for each instruction."""
+    source = source or "instructions"
+    check_text_column(instructions, "instruction", source)
+    pcfg = cfg.generate.preferences
+    plan = _plan(cfg)
+    judge_cfg = _judge_cfg(cfg)
+    bs = pcfg.batch_size
+
+    inputs, seen = [], set()
+    duplicates = 0
+    for row in instructions:
+        text = row["instruction"].strip()
+        instruction_id = str(row.get("id") or stable_id(text))
+        if instruction_id in seen:
+            duplicates += 1
+            continue
+        seen.add(instruction_id)
+        inputs.append(
+            {
+                "instruction": text,
+                "instruction_id": instruction_id,
+                "method": row.get("method"),
+                "generator_model": row.get("generator_model"),
+                "parent_id": row.get("parent_id"),
+                "seed_id": row.get("seed_id"),
+                "instruction_generation_params": _as_json_str(row.get("generation_params")),
+            }
+        )
+
+    judge_params = generation_kwargs(judge_cfg)
+    # Clip each response so that the judge's prompt and answer fit its context window.
+    room = judge_cfg.n_ctx - _JUDGE_PROMPT_TOKENS - judge_params["max_new_tokens"]
+    max_chars = max(200, 3 * room // len(plan))
+
+    llm_cfgs = [c for c, _ in plan] + [judge_cfg]
+    with make_pipeline(cfg, "preferences", llm_cfgs) as pipeline:
+        previous = LoadDataFromDicts(name="load", data=inputs, batch_size=bs)
+        for i, (gen_cfg, params) in enumerate(plan):
+            gen = TextGeneration(
+                name=f"generate_{i}",
+                llm=task_llm(gen_cfg, params),
+                input_batch_size=bs,
+                output_mappings={"generation": f"generation_{i}", "model_name": f"model_name_{i}"},
+            )
+            previous >> gen
+            previous = gen
+            if pcfg.evol_quality:
+                evol = EvolQuality(
+                    name=f"evol_quality_{i}",
+                    llm=task_llm(gen_cfg, params),
+                    num_evolutions=1,
+                    input_batch_size=bs,
+                    input_mappings={"response": f"generation_{i}"},
+                    output_mappings={"evolved_response": f"evolved_{i}", "model_name": f"evol_model_{i}"},
+                )
+                previous >> evol
+                previous = evol
+        collect = CollectGenerations(
+            name="collect_generations", num_generations=len(plan), evol_quality=pcfg.evol_quality, input_batch_size=bs
+        )
+        # Imported here: ultrafeedback.py subclasses a distilabel task, keep import cost where it's used.
+        from pipelines.ultrafeedback import JUDGE_PREFIX, RobustUltraFeedback
+
+        judge = RobustUltraFeedback(
+            name="ultrafeedback",
+            llm=task_llm(judge_cfg, assistant_prefix=JUDGE_PREFIX),
+            aspect=pcfg.aspect,
+            max_chars_per_generation=max_chars,
+            input_batch_size=bs,
+        )
+        previous >> collect >> judge
+
+    n_batches = batches(len(inputs), bs)
+    totals = {f"generate_{i}": n_batches for i in range(len(plan))}
+    if pcfg.evol_quality:
+        totals |= {f"evol_quality_{i}": n_batches for i in range(len(plan))}
+    totals["ultrafeedback"] = n_batches
+    out = run_pipeline(pipeline, cfg, totals)
+
+    counts: Counter[str] = Counter()
+    rows = []
+    for row in out:
+        responses, params_list, models = [], [], []
+        for i, (gen_cfg, params) in enumerate(plan):
+            text, evolved = pick_response(row, i, pcfg.evol_quality)
+            responses.append(text)
+            models.append(llm_name(gen_cfg))
+            p = {**generation_kwargs(gen_cfg, **params)}
+            if pcfg.evol_quality:
+                p["evol_quality"] = evolved
+            params_list.append(params_json(p))
+        distinct = {r for r in responses if r}
+        if len(distinct) < 2:
+            # A preference needs two different responses; empty or identical ones teach nothing.
+            counts["dropped_too_few_distinct_responses"] += 1
+            continue
+        ratings = _ratings(row.get("ratings"), len(plan))
+        rationales = list(row.get("rationales") or [None] * len(plan))[: len(plan)]
+        rationales += [None] * (len(plan) - len(rationales))
+        counts["ratings_parsed"] += sum(r is not None for r in ratings)
+        counts["ratings_missing"] += sum(r is None for r in ratings)
+        rows.append(
+            {
+                "id": stable_id(row["instruction"], responses),
+                "instruction_id": row["instruction_id"],
+                "instruction": row["instruction"],
+                "method": row.get("method"),
+                "generator_model": row.get("generator_model"),
+                "parent_id": row.get("parent_id"),
+                "seed_id": row.get("seed_id"),
+                "instruction_generation_params": row.get("instruction_generation_params"),
+                "generations": responses,
+                "generation_models": models,
+                "generation_params": params_list,
+                "ratings": ratings,
+                "rationales": rationales,
+                "judge_raw": row.get("judge_raw") or "",
+                "judge_model": llm_name(judge_cfg),
+            }
+        )
+    stats = {
+        "instructions": len(instructions),
+        "dropped_duplicate_instructions": duplicates,
+        "num_generations": len(plan),
+        "evol_quality": pcfg.evol_quality,
+        **dict(sorted(counts.items())),
+        "kept": len(rows),
+    }
+    return to_dataset(rows, FEATURES), stats
+
+
+def _ratings(values: Any, n: int) -> list[int | None]:
+    """Exactly n ratings, each an int in 1..5 or None (never a misplaced or out-of-range value)."""
+    values = list(values or [])
+    out: list[int | None] = []
+    for i in range(n):
+        v = values[i] if i < len(values) else None
+        out.append(v if isinstance(v, int) and 1 <= v <= 5 else None)
+    return out
+
+
+def _as_json_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,114 @@
+"""Running a distilabel pipeline for a curate stage: cache (resume), Ray, progress, rows out.
+
+- Resume: distilabel caches every batch under `<run.runs_dir>/distilabel-cache/<pipeline name>`;
+  `generate.resume` (default on) is `use_cache`, so an interrupted run continues where it stopped and a
+  finished one is returned from the cache. The pipeline name carries a hash of the models used,
+  because distilabel's cache signature leaves out a llama.cpp model's path.
+- Ray: `generate.ray` runs the same DAG with distilabel's `RayPipeline`; `ray.init()` joins the
+  cluster named by RAY_ADDRESS (or starts a local one).
+- Progress: a rich bar per LLM step, advanced by the "sending batch" log records distilabel's step
+  processes forward to the main process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from distilabel.pipeline import Pipeline
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from curate.config import Config, LLMConfig
+from curate.io import stable_id
+from curate.models import llm_name
+
+_SENT = re.compile(r"Step '(.+?)' sending batch (\d+) to output queue")
+
+
+def cache_dir(cfg: Config) -> Path:
+    return Path(cfg.run.runs_dir) / "distilabel-cache"
+
+
+def pipeline_name(kind: str, llms: list[LLMConfig]) -> str:
+    """`curate-<kind>-<hash of the models>`: a different model never reuses another's cache."""
+    identity = [(c.provider, c.model, c.base_url, llm_name(c), c.n_ctx) for c in llms]
+    return f"curate-{kind}-{stable_id(identity)[:8]}"
+
+
+def make_pipeline(cfg: Config, kind: str, llms: list[LLMConfig]) -> Pipeline:
+    return Pipeline(
+        name=pipeline_name(kind, llms),
+        description=f"curate {kind}",
+        cache_dir=cache_dir(cfg),
+        enable_metadata=True,  # raw outputs and token statistics (the judge's raw text, the benchmark)
+    )
+
+
+def batches(rows: int, batch_size: int) -> int:
+    return max(1, math.ceil(rows / max(1, batch_size)))
+
+
+class _ProgressHandler(logging.Handler):
+    """Advances one progress bar per tracked step when distilabel logs that it sent a batch."""
+
+    def __init__(self, progress: Progress, totals: dict[str, int]):
+        super().__init__(level=logging.INFO)
+        self.progress = progress
+        self.tasks = {name: progress.add_task(name, total=total) for name, total in totals.items()}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _SENT.search(record.getMessage())
+        if match and match.group(1) in self.tasks:
+            self.progress.advance(self.tasks[match.group(1)])
+
+
+class PipelineInterrupted(KeyboardInterrupt):
+    """The run was stopped (Ctrl+C) after caching what it had: re-run with --resume to continue."""
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    cfg: Config,
+    progress_totals: dict[str, int],
+    parameters: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the pipeline and return its leaf step's rows."""
+    runner: Any = pipeline.ray() if cfg.generate.ray else pipeline
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("batches"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    handler = _ProgressHandler(progress, progress_totals)
+    with progress:
+        distiset = runner.run(
+            parameters=parameters,
+            use_cache=cfg.generate.resume,
+            logging_handlers=[handler],
+        )
+    if getattr(runner, "_stop_called", False):
+        # distilabel stops gracefully on Ctrl+C and returns what it has; a partial result must not
+        # be written as if complete. The batches done so far are in the cache for --resume.
+        raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+    if not distiset:
+        return []
+    subset = distiset["default"] if "default" in distiset else next(iter(distiset.values()))
+    split = subset["train"] if "train" in subset else next(iter(subset.values()))
+    return split.to_list()
+
+
+def statistics_tokens(row: dict[str, Any], step: str) -> int:
+    """Output tokens a task's LLM generated for a row (from distilabel's metadata)."""
+    stats = (row.get("distilabel_metadata") or {}).get(f"statistics_{step}") or {}
+    tokens = stats.get("output_tokens", 0)
+    if isinstance(tokens, list):
+        return int(sum(t or 0 for t in tokens))
+    return int(tokens or 0)
