@@ -135,7 +135,7 @@ def generate_preferences(
         from curate.io import read_rows, write_dataset
         from pipelines.preferences import generate_preferences as run
 
-        ds, stats = run(cfg, read_rows(input))
+        ds, stats = run(cfg, read_rows(input, required=("instruction",)), source=input)
         write_dataset(output, ds, stats)
         _print_stats(f"{len(ds)} preference rows -> {output}", stats)
 
