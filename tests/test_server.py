@@ -648,6 +648,16 @@ def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
         assert len(list(ds2.records)) == 20
         assert len(list(ds2.records(query=rg.Query(query="number")))) == 20  # the search index survived too
 
+        # a lost search index is rebuilt from the database at the next start
+        launcher.stop(data_dir)
+        for path in data_dir.glob("search.sqlite3*"):
+            path.unlink()
+        info2 = launcher.start(data_dir)
+        ds2 = rg.Argilla(api_url=info2.url, api_key=info2.api_key).datasets("persist", workspace="rws")
+        assert len(list(ds2.records(query=rg.Query(query="number")))) == 20
+        assert len(list(ds2.records(query=rg.Query(query="hello", filter=[("status", "==", "pending")])))) == 20
+        assert "search index rebuilt for: persist (20 records)" in (data_dir / "logs" / "server.log").read_text()
+
         # a crashed piece is reported, and the next start brings it back
         worker_pid = json.loads((data_dir / "server.json").read_text())["pids"]["worker"]["pid"]
         os.killpg(worker_pid, 9)

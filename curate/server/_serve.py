@@ -51,6 +51,41 @@ async def ensure_owner(credentials: Path) -> None:
         await async_engine.dispose()
 
 
+async def reindex_if_needed() -> list[str]:
+    """Rebuild the search index of published datasets it doesn't hold completely (search.sqlite3 deleted,
+    an argilla.db from elsewhere, a crash between a database commit and the index write)."""
+    from argilla_server.cli.search_engine.reindex import Reindexer
+    from argilla_server.database import AsyncSessionLocal, async_engine
+    from argilla_server.enums import DatasetStatus
+    from argilla_server.models import Dataset, Record
+    from sqlalchemy import func, select
+
+    from curate.server.search_engine import SQLiteSearchEngine, _connect
+
+    conn = _connect()
+    indexed = dict(conn.execute(
+        "SELECT d.id, (SELECT COUNT(*) FROM records r WHERE r.ds = d.ds) FROM datasets d").fetchall())
+    engine, rebuilt = SQLiteSearchEngine(), []
+    try:
+        async with AsyncSessionLocal() as db:
+            counts = (await db.execute(
+                select(Dataset.id, Dataset.name, func.count(Record.id))
+                .outerjoin(Record, Record.dataset_id == Dataset.id)
+                .where(Dataset.status == DatasetStatus.ready)
+                .group_by(Dataset.id)
+            )).all()
+            for dataset_id, name, n in counts:
+                if indexed.get(str(dataset_id)) == n:
+                    continue
+                dataset = await Reindexer.reindex_dataset(db, engine, dataset_id)
+                async for _ in Reindexer.reindex_dataset_records(db, engine, dataset):
+                    pass
+                rebuilt.append(f"{name} ({n} records)")
+    finally:
+        await async_engine.dispose()
+    return rebuilt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -68,6 +103,9 @@ def main() -> None:
 
     migrate()
     asyncio.run(ensure_owner(args.credentials))
+    rebuilt = asyncio.run(reindex_if_needed())
+    if rebuilt:
+        print(f"search index rebuilt for: {', '.join(rebuilt)}", flush=True)
 
     import uvicorn
     from argilla_server import app
