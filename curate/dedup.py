@@ -198,56 +198,73 @@ def _pairs_exact(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.concatenate(sims)
 
 
-def ann_params(n: int) -> tuple[int, int]:
-    """IVF cells and cells probed per query for n vectors: ~2 sqrt(n) cells, 16 probed.
+def ann_params(n: int, nprobe: int | None = None) -> tuple[int, int]:
+    """IVF cells and cells probed per vector: sqrt(probe * n) cells balance assignment and comparison cost.
 
-    Near-duplicates (cosine >= 0.8) sit in the same or an adjacent Voronoi cell; probing 16 of them, and
-    querying from both ends of every pair, keeps recall at 1.0 in benchmarks/dedup_speed.py.
+    Near-duplicates (cosine >= 0.8) sit in the same or an adjacent Voronoi cell; probing 8 cells from
+    both ends of every pair kept recall at 1.0 in benchmarks/dedup_speed.py.
     """
-    nlist = max(1, min(int(2 * math.sqrt(n)), n // 40))
-    return nlist, min(nlist, 16)
+    probe = nprobe or 8
+    nlist = max(1, min(int(math.sqrt(probe * n)), n // 40))
+    return nlist, min(nlist, probe)
 
 
 def _pairs_faiss(x: np.ndarray, threshold: float, nprobe: int | None = None,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs above threshold through a faiss IVF inner-product index, re-scored exactly from `x`."""
+    """Pairs above threshold in an IVF layout: faiss k-means cells, every vector probes its `nprobe` nearest.
+
+    Each vector lives in its nearest cell and is compared, by exact matrix products, with the members of
+    the cells it probes; a pair is found when either end probes the other's cell. Scores are the exact
+    float32 dot products, so nothing above the threshold is approximated, only possibly missed.
+    Hand-written around faiss' k-means because faiss' own IVF range_search scans lists at ~5 GFLOP/s on
+    this machine against ~70 for a matrix product (measured in benchmarks/dedup_speed.py's notes).
+    """
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - faiss is in the `scale` extra
         raise ConfigError("dedup.backend faiss needs faiss: pip install 'curate[scale]'") from exc
     n, d = x.shape
-    nlist, default_probe = ann_params(n)
-    if nlist == 1:  # too few vectors to train cells: a flat (exact) inner-product index
-        index = faiss.IndexFlatIP(d)
-    else:
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        train = x if n <= nlist * 64 else x[np.sort(rng.choice(n, nlist * 64, replace=False))]
-        index.train(train)
-        index.nprobe = nprobe or default_probe
-    index.add(x)
-    # Range search reports IP > radius; a small slack keeps pairs exactly at the threshold, and every
-    # candidate is re-scored below with the exact float32 dot product.
-    radius = threshold - 1e-4
-    keys = []
-    step = 8192
+    nlist, probe = ann_params(n, nprobe)
+    if nlist == 1:  # too few vectors to train cells: one cell, i.e. brute force
+        return _pairs_exact(x, threshold)
+    kmeans = faiss.Kmeans(d, nlist, niter=6, spherical=True, seed=seed, max_points_per_centroid=32,
+                          verbose=False)
+    rng = np.random.default_rng(seed)
+    train = x if n <= nlist * 32 else x[np.sort(rng.choice(n, nlist * 32, replace=False))]
+    kmeans.train(train)
+    cells = faiss.IndexFlatIP(d)
+    cells.add(kmeans.centroids)
+    _, probed = cells.search(x, probe)  # (n, probe): nearest cells first
+    home = probed[:, 0]
+    members_order = np.argsort(home, kind="stable")
+    members_bounds = np.searchsorted(home[members_order], np.arange(nlist + 1))
+    flat = probed.ravel()
+    queries_order = np.argsort(flat, kind="stable")
+    queries_bounds = np.searchsorted(flat[queries_order], np.arange(nlist + 1))
+    query_rows = (queries_order // probe).astype(np.int64)
+    keys, sims = [], []
     with progress() as bar:
-        task = bar.add_task("comparing (faiss IVF)", total=n)
-        for start in range(0, n, step):
-            lims, _, ids = index.range_search(x[start : start + step], radius)
-            lims = lims.astype(np.int64)
-            q = np.repeat(np.arange(start, start + len(lims) - 1, dtype=np.int64), np.diff(lims))
-            ids = ids.astype(np.int64)
-            other = ids != q
-            a, b = np.minimum(q[other], ids[other]), np.maximum(q[other], ids[other])
-            keys.append(a * n + b)  # both directions of a pair collapse to one key
-            bar.advance(task, len(lims) - 1)
-    key = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
-    rows, cols = key // n, key % n
-    sims = np.einsum("ij,ij->i", x[rows], x[cols]) if len(key) else np.empty(0, np.float32)
-    ok = sims >= threshold
-    return rows[ok], cols[ok], sims[ok]
+        task = bar.add_task(f"comparing (IVF, {nlist} cells, {probe} probed)", total=nlist)
+        for c in range(nlist):
+            members = members_order[members_bounds[c] : members_bounds[c + 1]]
+            queries = query_rows[queries_bounds[c] : queries_bounds[c + 1]]
+            if len(members) and len(queries):
+                xm = x[members]
+                step = max(1, BLOCK_BYTES // (4 * len(members)))
+                for q0 in range(0, len(queries), step):
+                    q = queries[q0 : q0 + step]
+                    s = x[q] @ xm.T
+                    r, m = np.nonzero(s >= threshold)
+                    a, b = q[r], members[m]
+                    other = a != b
+                    lo, hi = np.minimum(a[other], b[other]), np.maximum(a[other], b[other])
+                    keys.append(lo * n + hi)  # both directions of a pair collapse to one key
+                    sims.append(s[r[other], m[other]])
+            bar.advance(task)
+    if not keys:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    key, first = np.unique(np.concatenate(keys), return_index=True)
+    return key // n, key % n, np.concatenate(sims)[first]
 
 
 def similar_pairs(x: np.ndarray, threshold: float, backend: str = "exact",
