@@ -45,14 +45,25 @@ _SPACES = re.compile(r"[\s]+")
 # --------------------------------------------------------------------------------------------- text
 
 
+class _PunctuationToSpace(dict):
+    """str.translate table filled on demand: Unicode punctuation (category P*) -> a space, else itself."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        self[code] = " " if unicodedata.category(char).startswith("P") else char
+        return self[code]
+
+
+_PUNCTUATION_TO_SPACE = _PunctuationToSpace()
+
+
 def normalize_text(text: str) -> str:
     """The exact-duplicate key: NFKC, case-folded, punctuation replaced by spaces, whitespace collapsed.
 
     Punctuation becomes a space (not nothing) so that "3.5" and "35" stay different.
     """
     folded = unicodedata.normalize("NFKC", text).casefold()
-    stripped = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in folded)
-    key = _SPACES.sub(" ", stripped).strip()
+    key = _SPACES.sub(" ", folded.translate(_PUNCTUATION_TO_SPACE)).strip()
     return key or _SPACES.sub(" ", folded).strip()  # a text of only punctuation keeps it
 
 
@@ -395,7 +406,8 @@ def dedup(ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig,
         cluster_id[np.argsort(first_row, kind="stable")] = np.arange(n_comp)  # numbered by first appearance
         size = np.bincount(comp, minlength=n_comp)
 
-        ids = list(ds["id"]) if "id" in ds.column_names else [stable_id(t) for t in texts]
+        ids = list(ds["id"]) if "id" in ds.column_names else [None] * n
+        ids = [i if i is not None and i != "" else stable_id(t) for i, t in zip(ids, texts)]  # plain rows
         is_dup = kept_row != np.arange(n)
         exact = is_dup & (group == group[kept_row])
         sims = np.einsum("ij,ij->i", row_vectors, row_vectors[kept_row]).clip(-1.0, 1.0)
@@ -404,9 +416,8 @@ def dedup(ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig,
         similarity = [float(s) if d else None for s, d in zip(sims.tolist(), is_dup.tolist())]
         kind = ["exact" if e else "semantic" if d else None for e, d in zip(exact.tolist(), is_dup.tolist())]
 
-    out = ds.remove_columns([EMBEDDING]) if EMBEDDING in ds.column_names else ds
-    if "id" not in out.column_names:
-        out = out.add_column("id", ids)
+    out = ds.remove_columns([c for c in (EMBEDDING, "id") if c in ds.column_names])
+    out = out.add_column("id", pa.array([str(i) for i in ids], pa.string()))
     out = out.add_column("dedup_cluster", cluster_id[comp].tolist())
     out = out.add_column("dedup_cluster_size", size[comp].tolist())
     out = out.add_column("duplicate_of", pa.array(duplicate_of, pa.string()))

@@ -126,7 +126,9 @@ def select(ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig,
     order = order[np.argsort(-scores[order], kind="stable")]
     taken, visited, max_sim, nearest = repr_filter(vectors, order, cfg.budget, cfg.diversity_threshold)
 
-    ids = list(ds["id"]) if "id" in ds.column_names else None
+    ids = list(ds["id"]) if "id" in ds.column_names else [None] * n
+    plain = ds.remove_columns([EMBEDDING])
+    ids = [str(i) if i is not None and i != "" else stable_id(plain[k]) for k, i in enumerate(ids)]
     rank = np.full(n, -1, dtype=np.int64)
     rank[taken] = np.arange(1, len(taken) + 1)
     reasons: list[str | None] = []
@@ -141,12 +143,12 @@ def select(ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig,
             reasons.append(f"budget of {cfg.budget} reached")
             counts["budget"] += 1
         else:
-            other = ids[nearest[i]] if ids else f"row {nearest[i] + 1}"
-            reasons.append(f"similar to selected {other} (cosine {max_sim[i]:.3f} >= {cfg.diversity_threshold})")
+            reasons.append(f"similar to selected {ids[nearest[i]]} (cosine {max_sim[i]:.3f} >= {cfg.diversity_threshold})")
             counts["similar"] += 1
     similarity = [None if math.isnan(s) else float(s) for s in max_sim.tolist()]
 
-    out = ds if ids else ds.add_column("id", [stable_id(r) for r in ds.remove_columns([EMBEDDING])])
+    out = ds.remove_columns(["id"]) if "id" in ds.column_names else ds
+    out = out.add_column("id", pa.array(ids, pa.string()))
     out = out.add_column("selection_rank", pa.array([int(r) if r > 0 else None for r in rank], pa.int64()))
     out = out.add_column("selection_reason", pa.array(reasons, pa.string()))
     out = out.add_column("selection_max_similarity", pa.array(similarity, pa.float64()))
