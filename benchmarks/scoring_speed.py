@@ -30,10 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curate.config import LLMConfig, ScoreConfig  # noqa: E402
-from curate.score import _Run, complexity_llm, quality_llm  # noqa: E402
-from curate.scoring.backends import LlamaCppBackend  # noqa: E402
-from curate.scoring.prompts import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, join_instruction  # noqa: E402
+from curate.config import LLMConfig, ScoreConfig
+from curate.score import _Run, complexity_llm, quality_llm
+from curate.scoring.backends import LlamaCppBackend
+from curate.scoring.prompts import join_instruction
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 

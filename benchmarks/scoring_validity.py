@@ -32,12 +32,12 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curate.config import LLMConfig, ScoreConfig  # noqa: E402
-from curate.models import llm_name  # noqa: E402
-from curate.score import _Run, complexity_llm, quality_llm  # noqa: E402
-from curate.scoring import prior  # noqa: E402
-from curate.scoring.backends import build_backend  # noqa: E402
-from curate.scoring.prompts import join_instruction  # noqa: E402
+from curate.config import LLMConfig, ScoreConfig
+from curate.models import llm_name
+from curate.score import _Run, complexity_llm, quality_llm
+from curate.scoring import prior
+from curate.scoring.backends import build_backend
+from curate.scoring.prompts import join_instruction
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 WIZARD = DATA / "instructions/wizardlm/WizardLM_testset_odd.jsonl"
@@ -54,16 +54,19 @@ def gemma_path() -> str | None:
     return str(g.assemble())
 
 
+THREADS: dict = {}  # --threads: llama.cpp threads (1 is faster on a machine shared by other jobs)
+
+
 def candidates() -> list[tuple[str, LLMConfig, str]]:
     """(label, model, prompt) for every LLM scorer compared; the ensembles are derived from these."""
     out = [
-        ("smollm2-deita", LLMConfig(n_ctx=2048), "deita"),
-        ("smollm2-anchored", LLMConfig(n_ctx=2048), "deita-anchored"),
+        ("smollm2-deita", LLMConfig(n_ctx=2048, extra=THREADS), "deita"),
+        ("smollm2-anchored", LLMConfig(n_ctx=4096, extra=THREADS), "deita-anchored"),
     ]
     if (g := gemma_path()) is not None:
         out += [
-            ("gemma3-270m-deita", LLMConfig(model=g, n_ctx=2048), "deita"),
-            ("gemma3-270m-anchored", LLMConfig(model=g, n_ctx=2048), "deita-anchored"),
+            ("gemma3-270m-deita", LLMConfig(model=g, n_ctx=2048, extra=THREADS), "deita"),
+            ("gemma3-270m-anchored", LLMConfig(model=g, n_ctx=4096, extra=THREADS), "deita-anchored"),
         ]
     return out
 
@@ -124,7 +127,10 @@ def llm_values(
         backend = backend or build_backend(llm)
         return backend
 
-    key = json.dumps([prompt, sc.max_instruction_tokens, sc.max_response_tokens, questions, pairs])
+    templates = [prior.complexity_template(prompt), prior.quality_template(prompt)]
+    key = json.dumps(
+        [templates, llm.n_ctx, sc.max_instruction_tokens, sc.max_response_tokens, questions, pairs]
+    )
     if pairs is None:
         return np.array(
             cached(
@@ -192,7 +198,12 @@ def main() -> None:
         "--reference", action="store_true", help="Measure prior.REFERENCES on other data and exit."
     )
     ap.add_argument("--weights", type=float, nargs="*", default=[0.5], help="Length-prior weights to report.")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: llama.cpp's choice)."
+    )
     args = ap.parse_args()
+    if args.threads:
+        THREADS.update(n_threads=args.threads, n_threads_batch=args.threads)
     sc = ScoreConfig()
     if not WIZARD.exists() or not PANDALM.exists():
         sys.exit(f"evaluation data not found under {DATA} (set CURATE_SHARED_DATA)")

@@ -80,11 +80,6 @@ def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | 
     return None, None
 
 
-def _llm(cfg: Config, kind: str) -> LLMConfig:
-    specific = cfg.score.complexity_llm if kind == "complexity" else cfg.score.quality_llm
-    return specific or cfg.score.llm or priors.default_scorer_llm(cfg.llm)
-
-
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -172,16 +167,17 @@ def quality_llm(
 
 
 def _logit_scores(
-    instructions: list[str], responses: list[list[str]] | None, cfg: Config
+    instructions: list[str],
+    responses: list[list[str]] | None,
+    sc: ScoreConfig,
+    c_cfg: LLMConfig,
+    q_cfg: LLMConfig,
 ) -> tuple[np.ndarray, list[list[float]] | None, dict[str, Any]]:
-    c_cfg, q_cfg = _llm(cfg, "complexity"), _llm(cfg, "quality")
     c_backend = build_backend(c_cfg)
     q_backend = c_backend if q_cfg == c_cfg else (build_backend(q_cfg) if responses else None)
     run = _Run()
-    complexity = complexity_llm(instructions, c_backend, cfg.score, run)
-    quality = (
-        quality_llm(instructions, responses, q_backend, cfg.score, run) if responses is not None else None
-    )
+    complexity = complexity_llm(instructions, c_backend, sc, run)
+    quality = quality_llm(instructions, responses, q_backend, sc, run) if responses is not None else None
     stats = {
         "complexity_model": c_backend.name,
         "quality_model": q_backend.name if q_backend else None,
@@ -211,18 +207,19 @@ def _tokens_info(backend) -> Any:
     return {"ids": list(backend.tokens.ids), "leading_space": backend.tokens.leading_space}
 
 
-def _text_scores(instructions: list[str], responses: list[list[str]] | None, cfg: Config):
+def _text_scores(
+    instructions: list[str], responses: list[list[str]] | None, c_cfg: LLMConfig, q_cfg: LLMConfig
+):
     from curate.scoring.text import complexity_text, quality_text
 
-    complexity = complexity_text(instructions, _llm(cfg, "complexity"))
-    quality = quality_text(instructions, responses, _llm(cfg, "quality")) if responses is not None else None
+    complexity = complexity_text(instructions, c_cfg)
+    quality = quality_text(instructions, responses, q_cfg) if responses is not None else None
     return complexity, quality
 
 
 def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[Dataset, dict[str, Any]]:
     """Add complexity, quality(_scores), deita_score, score_method, scorer_model to every row (none dropped)."""
     where = source or "<dataset>"
-    sc = cfg.score
     if len(ds) == 0:
         raise InputError(where, "no rows to score")
     ins_col = _instruction_column(ds, source)
@@ -233,11 +230,11 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         join_instruction(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)
     ]
 
-    c_cfg, q_cfg = _llm(cfg, "complexity"), _llm(cfg, "quality")
+    sc, c_cfg, q_cfg = priors.resolve_scorer(cfg)
     method = sc.method
     if method == "auto":
         method = "logits" if logits_supported(c_cfg) and logits_supported(q_cfg) else "text"
-    profile = scorer_profile(cfg, c_cfg, q_cfg, method)
+    profile = scorer_profile(sc, c_cfg, q_cfg, method)
     console.print(describe_validity(profile))
 
     stats: dict[str, Any] = {
@@ -247,7 +244,7 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         "response_column": resp_col,
     }
     if method == "logits":
-        c_llm, q_llm, run_stats = _logit_scores(instructions, responses, cfg)
+        c_llm, q_llm, run_stats = _logit_scores(instructions, responses, sc, c_cfg, q_cfg)
         stats.update(run_stats)
         complexity = priors.complexity_final(c_llm, instructions, profile)
         quality = None
@@ -261,7 +258,7 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         complexity_col: list[float | None] = [round(float(x), 4) for x in complexity]
         quality_lists = [[round(float(x), 4) for x in q] for q in quality] if quality is not None else None
     else:
-        complexity_col, quality_lists = _text_scores(instructions, responses, cfg)
+        complexity_col, quality_lists = _text_scores(instructions, responses, c_cfg, q_cfg)
         c_llm_col, q_llm_col = list(complexity_col), quality_lists
         stats["unparsed_scores"] = sum(x is None for x in complexity_col) + (
             sum(x is None for q in quality_lists for x in q) if quality_lists else 0

@@ -28,6 +28,8 @@ SFT = [
 
 
 def _cfg(**score):
+    """Pure Deita on the embedded SmolLM2 (the fastest real model); the default scorer has its own test."""
+    score = {"llm": {"n_ctx": 1024}, **score}
     return load_config(overrides={"llm": {"n_ctx": 1024}, "score": score}, environ={})
 
 

