@@ -110,13 +110,15 @@ class ScoreConfig(Section):
     complexity_llm: LLMConfig | None = None
     quality_llm: LLMConfig | None = None
     batch_size: int = 8
-    prompt: Literal["deita", "deita-anchored"] = Field(
-        "deita", description="deita = Deita's zero-shot prompt (for the hkust-nlp scorers); deita-anchored = "
-        "the same template after hand-written anchor examples (for small general models)."
+    prompt: Literal["auto", "deita", "deita-anchored"] = Field(
+        "auto", description="deita = Deita's zero-shot prompt (for the hkust-nlp scorers); deita-anchored = "
+        "the same template after hand-written anchor examples (for small general models); auto = the "
+        "embedded scorer's validated setting when no scorer LLM is configured, else deita."
     )
-    length_prior: float = Field(
-        0.0, ge=0.0, le=1.0, description="Weight of the text-length prior mixed with the Deita value "
-        "(0 = pure Deita); needs reference statistics for the model (see curate/scoring/prior.py)."
+    length_prior: float | None = Field(
+        None, ge=0.0, le=1.0, description="Weight of the text-length prior mixed with the Deita value "
+        "(0 = pure Deita; unset = the validated default for the embedded scorer, else 0); needs reference "
+        "statistics for the model (see curate/scoring/prior.py)."
     )
     max_instruction_tokens: int = Field(512, description="Longer instructions are cut (head kept) before scoring.")
     max_response_tokens: int = Field(1024, description="Longer responses are cut (head kept) before scoring.")
