@@ -13,6 +13,7 @@ distilabel's EmbeddingDedup drops every row that is someone's neighbour, SemHash
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -120,9 +121,30 @@ def progress() -> Progress:
                     console=_console, transient=True)
 
 
+def _declared_dim(emb: EmbeddingConfig) -> int | None:
+    """The output size a local sentence-transformers folder declares (Transformer + Pooling [+ Normalize]),
+    read without loading torch; None when it can't be told that way (then the model is loaded)."""
+    from curate.models import embedded_encoder_path
+
+    folder = embedded_encoder_path() if emb.model is None else Path(emb.model)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        kinds = {m["type"].rsplit(".", 1)[-1] for m in modules}
+        if not kinds <= {"Transformer", "Pooling", "Normalize"}:
+            return None  # e.g. a Dense layer changes the size
+        pooling = next(m for m in modules if m["type"].endswith("Pooling"))
+        config = json.loads((folder / pooling["path"] / "config.json").read_text())
+        return int(config["word_embedding_dimension"])
+    except (OSError, ValueError, KeyError, StopIteration):
+        return None
+
+
 def embedding_dim(emb: EmbeddingConfig) -> int:
+    """Size of the configured encoder's embeddings (to tell whether a stored `embedding` column fits)."""
     from curate.models import load_encoder
 
+    if (declared := _declared_dim(emb)) is not None:
+        return declared
     model = load_encoder(emb)
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(getter())

@@ -191,3 +191,11 @@ def test_alpaca_input_and_response_are_part_of_the_compared_text():
     assert stats["compared_text"] == "instruction + input + output"
     with pytest.raises(InputError, match="include_response needs a response column"):
         dedup(Dataset.from_list(_rows()), DedupConfig(include_response=True), EMB)
+
+
+@pytest.mark.slow
+def test_declared_embedding_size_matches_the_loaded_encoder():
+    from curate.dedup import embedding_dim
+    from curate.models import load_encoder
+
+    assert embedding_dim(EMB) == load_encoder(EMB).encode(["x"]).shape[1] == 384
