@@ -99,6 +99,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         Path(tmp).mkdir(parents=True, exist_ok=True)
 
+    from curate.server import _sqlite
+
+    _sqlite.install()
     import curate.server.search_engine  # noqa: F401  (registers the engine named in ARGILLA_SEARCH_ENGINE)
 
     migrate()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 
 def main() -> None:
+    from curate.server import _sqlite
+
+    _sqlite.install()
     from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
     from rq import Worker
 
