@@ -54,9 +54,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--model", default=None, help="GGUF path (default: the embedded SmolLM2).")
     ap.add_argument("--prompt", default="deita", choices=["deita", "deita-anchored"])
+    ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads for every contender.")
     args = ap.parse_args()
 
-    cfg = LLMConfig(model=args.model, n_ctx=2048)
+    threads = {"n_threads": args.threads, "n_threads_batch": args.threads} if args.threads else {}
+    cfg = LLMConfig(model=args.model, n_ctx=4096 if args.prompt == "deita-anchored" else 2048, extra=threads)
     sc = ScoreConfig(prompt=args.prompt)
     data = rows(args.n)
     questions, answers = [q for q, _ in data], [[a] for _, a in data]

@@ -43,7 +43,7 @@ DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"
 WIZARD = DATA / "instructions/wizardlm/WizardLM_testset_odd.jsonl"
 PANDALM = DATA / "preference/pandalm/testset-v1.json"
 PANDALM_GPT = DATA / "preference/pandalm/gpt-3.5-turbo-testset-v1.json"
-CACHE = Path(os.environ.get("CURATE_BENCH_CACHE", "/tmp/curate-bench-cache"))
+CACHE = Path(os.environ.get("CURATE_BENCH_CACHE", Path.home() / ".cache" / "curate" / "bench"))
 
 
 def gemma_path() -> str | None:
@@ -149,7 +149,7 @@ def lengths(texts) -> np.ndarray:
     return np.array([prior.log_words(t) for t in texts])
 
 
-def reference_stats(sc: ScoreConfig) -> None:
+def reference_stats(sc: ScoreConfig, only: list[str] | None) -> None:
     """Mean/std of Deita values and log length on OTHER data, printed as prior.REFERENCES entries."""
     alpaca = json.loads((DATA / "instructions/alpaca/alpaca_en_demo.json").read_text())
     lima = [
@@ -160,15 +160,17 @@ def reference_stats(sc: ScoreConfig) -> None:
     oasst = [
         json.loads(line) for line in (DATA / "instructions/oasst/en_100_text.jsonl").read_text().splitlines()
     ]
-    ins = [join_instruction(r["instruction"], r["input"]) for r in alpaca[:100]]
-    ins += [r["instruction"] for r in lima[:100]] + [str(t) for t in oasst[:100]]
-    sft = [(join_instruction(r["instruction"], r["input"]), r["output"]) for r in alpaca[100:250]]
-    sft += [(r["instruction"], r["output"]) for r in lima[100:150]]
+    ins = [join_instruction(r["instruction"], r["input"]) for r in alpaca[:50]]
+    ins += [r["instruction"] for r in lima[:50]] + [str(t) for t in oasst[:50]]
+    sft = [(join_instruction(r["instruction"], r["input"]), r["output"]) for r in alpaca[100:180]]
+    sft += [(r["instruction"], r["output"]) for r in lima[100:120]]
     print(
-        f"# reference data: {len(ins)} instructions (Alpaca demo 0-99, LIMA single-turn 0-99, OASST en_100 "
-        f"0-99); {len(sft)} responses (Alpaca demo 100-249, LIMA single-turn 100-149)"
+        f"# reference data: {len(ins)} instructions (Alpaca demo 0-49, LIMA single-turn 0-49, OASST en_100 "
+        f"0-49); {len(sft)} responses (Alpaca demo 100-179, LIMA single-turn 100-119)"
     )
     for label, llm, prompt in candidates():
+        if only and label not in only:
+            continue
         c = llm_values(label, llm, prompt, ins, None, sc)
         q = np.array(
             [v[0] for v in llm_values(label, llm, prompt, [s[0] for s in sft], [[s[1]] for s in sft], sc)]
@@ -208,7 +210,7 @@ def main() -> None:
     if not WIZARD.exists() or not PANDALM.exists():
         sys.exit(f"evaluation data not found under {DATA} (set CURATE_SHARED_DATA)")
     if args.reference:
-        reference_stats(sc)
+        reference_stats(sc, args.only)
         return
 
     w_text, difficulty = wizard()

@@ -16,6 +16,7 @@ is not, and its raw expected values barely move (or move the wrong way). Two doc
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -87,6 +88,14 @@ def anchors() -> dict:
     return json.loads(
         resources.files("curate").joinpath("data/deita_anchors.json").read_text(encoding="utf-8")
     )
+
+
+def prompt_id(prompt: str) -> str:
+    """The prompt name, plus a digest of the anchors for the anchored one (validity follows the anchors)."""
+    if prompt != "deita-anchored":
+        return prompt
+    blob = json.dumps([anchors()["complexity"], anchors()["quality"]], sort_keys=True).encode()
+    return f"{prompt}@{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 def _escape(text: str) -> str:

@@ -51,7 +51,11 @@ def scorer_profile(sc: ScoreConfig, c_cfg: LLMConfig, q_cfg: LLMConfig, method: 
     model, q_model = llm_name(c_cfg), llm_name(q_cfg)
     prior = sc.length_prior if method == "logits" else 0.0
     row_method = method if prior == 0 else f"{method}+length-prior"
-    key = scorer_key(model, q_model, row_method, sc.prompt if method == "logits" else "distilabel", prior)
+    from curate.scoring.prior import prompt_id
+
+    key = scorer_key(
+        model, q_model, row_method, prompt_id(sc.prompt) if method == "logits" else "distilabel", prior
+    )
     return Profile(key, model, q_model, row_method, sc.prompt, prior, KNOWN.get(key))
 
 
