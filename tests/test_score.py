@@ -253,3 +253,28 @@ def test_openai_compatible_endpoint_with_top_logprobs_matches_embedded(tmp_path)
         proc.terminate()
         proc.wait()
         log.close()
+
+
+@pytest.mark.slow
+def test_text_fallback_records_its_method_and_never_guesses():
+    """score.method text: distilabel's ComplexityScorer / QualityScorer on the embedded model; a score the
+    model's text does not give stays empty and is counted, and the row is kept."""
+    from curate.score import score
+
+    cfg = load_config(
+        overrides={
+            "llm": {"n_ctx": 1024, "max_new_tokens": 24},
+            "score": {"method": "text", "llm": {"n_ctx": 1024, "max_new_tokens": 24}},
+        },
+        environ={},
+    )
+    out, stats = score(Dataset.from_list(SFT[:2]), cfg)
+    assert len(out) == 2 and set(out["score_method"]) == {"text"}
+    parsed = [c for c in out["complexity"] if c is not None] + [q for q in out["quality"] if q is not None]
+    assert all(1.0 <= x <= 6.0 for x in parsed)
+    assert stats["unparsed_scores"] == 4 - len(parsed)
+    for row in out:
+        if row["complexity"] is not None and row["quality"] is not None:
+            assert row["deita_score"] == pytest.approx(row["complexity"] * row["quality"], abs=1e-3)
+        else:
+            assert row["deita_score"] is None
