@@ -20,28 +20,39 @@ _PREFIX = re.compile(
     r"(?:a\s+)?user\s+(?:might|may|could|would)\s+ask\s*:?\s*)+",
     re.IGNORECASE,
 )
+
+
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _QUOTES = "\"'“”‘’`"
 _WORD = re.compile(r"\w+", re.UNICODE)
 
-QUESTION_WORDS = frozenset(
-    "what which who whom whose when where why how is are was were do does did can could would will "
-    "should shall may might must has have had am isn't aren't don't doesn't can't won't".split()
+QUESTION_WORDS = _word_set(
+    """
+    what which who whom whose when where why how is are was were do does did can could would will
+    should shall may might must has have had am isn't aren't don't doesn't can't won't
+    """
 )
 # Imperative verbs that open a task ("Write...", "Explain..."): a task need not end with "?".
-IMPERATIVE_VERBS = frozenset(
-    """act add adapt analyze analyse answer arrange assess brainstorm build calculate categorize change
+IMPERATIVE_VERBS = _word_set(
+    """
+    act add adapt analyze analyse answer arrange assess brainstorm build calculate categorize change
     check choose classify come combine compare compile complete compose compute condense construct
-    convert correct count create critique debug decide define derive describe design detect determine
-    develop devise diagnose discuss draft edit elaborate estimate evaluate explain express extract
-    fill find fix format formulate generate give guess help identify illustrate imagine implement improve
-    infer interpret introduce label list make match name offer optimize order organize outline paraphrase
-    persuade pick plan predict prepare present prioritize propose prove provide rank rate read recommend
-    refactor refer reflect reformulate remove rephrase replace research respond restate review revise
-    rewrite schedule select share show simplify sketch solve sort specify state suggest summarize
-    summarise support teach tell test think transform translate try turn use verify walk weigh write
-    argue brainstorm classify consider critique demonstrate detail discuss distinguish draft justify
-    locate memorize name narrate note observe pretend practice propose recall recite relate reply
-    report retell role-play roleplay say search spell calculate contrast cite""".split()
+    convert correct count create critique debug decide define derive describe design detect
+    determine develop devise diagnose discuss draft edit elaborate estimate evaluate explain express
+    extract fill find fix format formulate generate give guess help identify illustrate imagine
+    implement improve infer interpret introduce label list make match name offer optimize order
+    organize outline paraphrase persuade pick plan predict prepare present prioritize propose prove
+    provide rank rate read recommend refactor refer reflect reformulate remove rephrase replace
+    research respond restate review revise rewrite schedule select share show simplify sketch solve
+    sort specify state suggest summarize summarise support teach tell test think transform translate
+    try turn use verify walk weigh write argue brainstorm classify consider critique demonstrate
+    detail discuss distinguish draft justify locate memorize name narrate note observe pretend
+    practice propose recall recite relate reply report retell role-play roleplay say search spell
+    calculate contrast cite draw paint
+    """
 )
 # First-person requests that are tasks without a question mark ("I need a recipe for ...").
 _REQUEST = re.compile(
@@ -52,7 +63,8 @@ _REQUEST = re.compile(
 # Self-Instruct drops tasks a text-only model cannot do (the paper's keyword filter, trimmed of words
 # like "file" that also name ordinary text tasks).
 _NON_TEXT = re.compile(
-    r"\b(?:images?|pictures?|photos?|photographs?|draw|drawing|plot|diagram|flowchart|videos?|audio|go to)\b",
+    r"\b(?:images?|pictures?|photos?|photographs?|draw|drawing|graphs?|diagrams?|flowcharts?|videos?|audio|"
+    r"go to)\b",
     re.IGNORECASE,
 )
 # Self-Instruct: a small model often copies its own prompt back ("Develop 3 user queries that...").
@@ -77,14 +89,16 @@ _APOLOGY = re.compile(
     r"\b(?:sorry|apologi[sz]e|as an ai\b|as a language model|i (?:cannot|can't|am unable|'m unable))",
     re.IGNORECASE,
 )
-STOP_WORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just me more most
-    my myself no nor not now of off on once only or other our ours ourselves out over own same she should
-    so some such than that the their theirs them themselves then there these they this those through to
-    too under until up very was we were what when where which while who whom why will with would you your
-    yours yourself yourselves ok okay yes""".split()
+STOP_WORDS = _word_set(
+    """
+    a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just me
+    more most my myself no nor not now of off on once only or other our ours ourselves out over own
+    same she should so some such than that the their theirs them themselves then there these they
+    this those through to too under until up very was we were what when where which while who whom
+    why will with would you your yours yourself yourselves ok okay yes
+    """
 )
 
 

@@ -13,10 +13,12 @@ import hashlib
 import math
 import random
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, Value
+from distilabel.pipeline import Pipeline
 from distilabel.steps import LoadDataFromDicts
 from distilabel.steps.tasks import EvolInstruct, MagpieGenerator, SelfInstruct, TextGeneration
 
@@ -175,13 +177,19 @@ def _provenance(cfg: Config, method: str, params: dict[str, Any], parent_id=None
 
 # --- prompt -----------------------------------------------------------------------------------------
 
-def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def prompt_inputs(cfg: Config) -> list[dict[str, Any]]:
+    """The prompt method's rows: topics crossed with kinds of task."""
     icfg = cfg.generate.instructions
     topics = icfg.topics or ["general knowledge"]
-    inputs = [
+    return [
         {"topic": topics[i % len(topics)], "kind": TASK_KINDS[(i // len(topics)) % len(TASK_KINDS)], "n": i}
         for i in range(icfg.num_instructions)
     ]
+
+
+def prompt_pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
+    """load >> TextGeneration("prompt"): the prompt method's distilabel pipeline."""
+    icfg = cfg.generate.instructions
     with make_pipeline(cfg, "instructions-prompt", [cfg.llm]) as pipeline:
         load = LoadDataFromDicts(name="load", data=inputs, batch_size=icfg.batch_size)
         gen = TextGeneration(
@@ -193,7 +201,13 @@ def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             input_batch_size=icfg.batch_size,
         )
         load >> gen
-    out = run_pipeline(pipeline, cfg, {"prompt": batches(len(inputs), icfg.batch_size)})
+    return pipeline
+
+
+def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    icfg = cfg.generate.instructions
+    inputs = prompt_inputs(cfg)
+    out = run_pipeline(partial(prompt_pipeline, cfg, inputs), cfg, {"prompt": batches(len(inputs), icfg.batch_size)})
     collect = _Collector(cfg, icfg.num_instructions)
     for row in out:
         params = {**_sampling(cfg), "topic": row["topic"], "kind": row["kind"], "system_prompt": icfg.system_prompt}
@@ -202,6 +216,20 @@ def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 # --- self-instruct ----------------------------------------------------------------------------------
+
+def _self_instruct_pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
+    icfg = cfg.generate.instructions
+    with make_pipeline(cfg, "instructions-self-instruct", [cfg.llm]) as pipeline:
+        load = LoadDataFromDicts(name="load", data=inputs, batch_size=icfg.batch_size)
+        gen = SelfInstruct(
+            name="self_instruct",
+            llm=task_llm(cfg.llm),
+            num_instructions=SELF_INSTRUCT_PER_CALL,
+            input_batch_size=icfg.batch_size,
+        )
+        load >> gen
+    return pipeline
+
 
 def _self_instruct(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     icfg = cfg.generate.instructions
@@ -213,16 +241,8 @@ def _self_instruct(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         seed = order[i % len(order)]
         context = seed["instruction"] + (f"\n{seed['input']}" if seed["input"] else "")
         inputs.append({"input": context, "seed_id": seed["id"], "n": i})
-    with make_pipeline(cfg, "instructions-self-instruct", [cfg.llm]) as pipeline:
-        load = LoadDataFromDicts(name="load", data=inputs, batch_size=icfg.batch_size)
-        gen = SelfInstruct(
-            name="self_instruct",
-            llm=task_llm(cfg.llm),
-            num_instructions=SELF_INSTRUCT_PER_CALL,
-            input_batch_size=icfg.batch_size,
-        )
-        load >> gen
-    out = run_pipeline(pipeline, cfg, {"self_instruct": batches(len(inputs), icfg.batch_size)})
+    build = partial(_self_instruct_pipeline, cfg, inputs)
+    out = run_pipeline(build, cfg, {"self_instruct": batches(len(inputs), icfg.batch_size)})
 
     # Self-Instruct's novelty filter: the pool starts with every seed and grows with each kept task.
     novelty = RougeNovelty((s["instruction"] for s in seeds), threshold=icfg.rouge_threshold)
@@ -258,6 +278,19 @@ def _magpie_batch_size(num_rows: int, batch_size: int) -> int:
     return max(d for d in range(1, batch_size + 1) if num_rows % d == 0)
 
 
+def _magpie_pipeline(cfg: Config, template: str, system_prompts: dict[str, str], batch_size: int) -> Pipeline:
+    with make_pipeline(cfg, "instructions-magpie", [cfg.llm]) as pipeline:
+        MagpieGenerator(
+            name="magpie",
+            llm=task_llm(cfg.llm, magpie_template=template),
+            num_rows=cfg.generate.instructions.num_instructions,
+            batch_size=batch_size,
+            only_instruction=True,
+            system_prompt=system_prompts,
+        )
+    return pipeline
+
+
 def _magpie(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     icfg = cfg.generate.instructions
     template = resolve_pre_query_template(icfg.magpie_pre_query_template, cfg.llm)
@@ -265,16 +298,7 @@ def _magpie(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     system_prompts = {topic: MAGPIE_SYSTEM_PROMPT.format(topic=topic) for topic in topics}
     n = icfg.num_instructions
     bs = _magpie_batch_size(n, icfg.batch_size)
-    with make_pipeline(cfg, "instructions-magpie", [cfg.llm]) as pipeline:
-        MagpieGenerator(
-            name="magpie",
-            llm=task_llm(cfg.llm, magpie_template=template),
-            num_rows=n,
-            batch_size=bs,
-            only_instruction=True,
-            system_prompt=system_prompts,
-        )
-    out = run_pipeline(pipeline, cfg, {"magpie": batches(n, bs)})
+    out = run_pipeline(partial(_magpie_pipeline, cfg, template, system_prompts, bs), cfg, {"magpie": batches(n, bs)})
     collect = _Collector(cfg, n)
     for row in out:
         topic = row.get("system_prompt_key")
@@ -316,13 +340,8 @@ def _load_parents(cfg: Config, input_path: Path | None) -> list[dict[str, Any]]:
     ]
 
 
-def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _evol_instruct_pipeline(cfg: Config, inputs: list[dict[str, Any]], steps: int) -> Pipeline:
     icfg = cfg.generate.instructions
-    steps = max(1, icfg.evol_steps)
-    parents = _load_parents(cfg, input_path)
-    parents = parents[: max(1, math.ceil(icfg.num_instructions / steps))]
-    inputs = [{"instruction": p["instruction"], "parent_id": p["id"], "parent_seed_id": p["seed_id"] or p["id"]}
-              for p in parents]
     with make_pipeline(cfg, "instructions-evol-instruct", [cfg.llm]) as pipeline:
         load = LoadDataFromDicts(name="load", data=inputs, batch_size=icfg.batch_size)
         evol = TrackedEvolInstruct(
@@ -334,7 +353,18 @@ def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str,
             input_batch_size=icfg.batch_size,
         )
         load >> evol
-    out = run_pipeline(pipeline, cfg, {"evol_instruct": batches(len(inputs), icfg.batch_size)})
+    return pipeline
+
+
+def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    icfg = cfg.generate.instructions
+    steps = max(1, icfg.evol_steps)
+    parents = _load_parents(cfg, input_path)
+    parents = parents[: max(1, math.ceil(icfg.num_instructions / steps))]
+    inputs = [{"instruction": p["instruction"], "parent_id": p["id"], "parent_seed_id": p["seed_id"] or p["id"]}
+              for p in parents]
+    build = partial(_evol_instruct_pipeline, cfg, inputs, steps)
+    out = run_pipeline(build, cfg, {"evol_instruct": batches(len(inputs), icfg.batch_size)})
     names = list(TrackedEvolInstruct.model_fields["mutation_templates"].default)
     collect = _Collector(cfg, icfg.num_instructions)
     for row in out:

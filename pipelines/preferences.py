@@ -16,10 +16,12 @@ judge_raw, judge_model.
 
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, Sequence, Value
+from distilabel.pipeline import Pipeline
 from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from distilabel.steps.tasks import EvolQuality, TextGeneration
 
@@ -96,38 +98,12 @@ def _judge_cfg(cfg: Config) -> LLMConfig:
     return cfg.generate.preferences.judge or cfg.llm
 
 
-def generate_preferences(
-    cfg: Config, instructions: Dataset, source: Path | str | None = None
-) -> tuple[Dataset, dict[str, Any]]:
-    """Responses, optional EvolQuality rewrites and UltraFeedback ratings for each instruction."""
-    source = source or "instructions"
-    check_text_column(instructions, "instruction", source)
+def _pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
+    """load >> generate_i [>> evol_quality_i] ... >> collect_generations >> ultrafeedback."""
     pcfg = cfg.generate.preferences
     plan = _plan(cfg)
     judge_cfg = _judge_cfg(cfg)
     bs = pcfg.batch_size
-
-    inputs, seen = [], set()
-    duplicates = 0
-    for row in instructions:
-        text = row["instruction"].strip()
-        instruction_id = str(row.get("id") or stable_id(text))
-        if instruction_id in seen:
-            duplicates += 1
-            continue
-        seen.add(instruction_id)
-        inputs.append(
-            {
-                "instruction": text,
-                "instruction_id": instruction_id,
-                "method": row.get("method"),
-                "generator_model": row.get("generator_model"),
-                "parent_id": row.get("parent_id"),
-                "seed_id": row.get("seed_id"),
-                "instruction_generation_params": _as_json_str(row.get("generation_params")),
-            }
-        )
-
     judge_params = generation_kwargs(judge_cfg)
     # Clip each response so that the judge's prompt and answer fit its context window.
     room = judge_cfg.n_ctx - _JUDGE_PROMPT_TOKENS - judge_params["max_new_tokens"]
@@ -171,12 +147,47 @@ def generate_preferences(
         )
         previous >> collect >> judge
 
+    return pipeline
+
+
+def generate_preferences(
+    cfg: Config, instructions: Dataset, source: Path | str | None = None
+) -> tuple[Dataset, dict[str, Any]]:
+    """Responses, optional EvolQuality rewrites and UltraFeedback ratings for each instruction."""
+    source = source or "instructions"
+    check_text_column(instructions, "instruction", source)
+    pcfg = cfg.generate.preferences
+    plan = _plan(cfg)
+    judge_cfg = _judge_cfg(cfg)
+    bs = pcfg.batch_size
+
+    inputs, seen = [], set()
+    duplicates = 0
+    for row in instructions:
+        text = row["instruction"].strip()
+        instruction_id = str(row.get("id") or stable_id(text))
+        if instruction_id in seen:
+            duplicates += 1
+            continue
+        seen.add(instruction_id)
+        inputs.append(
+            {
+                "instruction": text,
+                "instruction_id": instruction_id,
+                "method": row.get("method"),
+                "generator_model": row.get("generator_model"),
+                "parent_id": row.get("parent_id"),
+                "seed_id": row.get("seed_id"),
+                "instruction_generation_params": _as_json_str(row.get("generation_params")),
+            }
+        )
+
     n_batches = batches(len(inputs), bs)
     totals = {f"generate_{i}": n_batches for i in range(len(plan))}
     if pcfg.evol_quality:
         totals |= {f"evol_quality_{i}": n_batches for i in range(len(plan))}
     totals["ultrafeedback"] = n_batches
-    out = run_pipeline(pipeline, cfg, totals)
+    out = run_pipeline(partial(_pipeline, cfg, inputs), cfg, totals)
 
     counts: Counter[str] = Counter()
     rows = []

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +73,52 @@ class PipelineInterrupted(KeyboardInterrupt):
     """The run was stopped (Ctrl+C) after caching what it had: re-run with --resume to continue."""
 
 
+def _llama_used_here() -> bool:
+    """Whether this process has loaded llama.cpp. Its OpenMP runtime (libgomp) is not fork-safe: a
+    step process forked from such a parent hangs on its first generation."""
+    return "llama_cpp" in sys.modules
+
+
+def _run_isolated(build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]) -> None:
+    # A spawned child inherits "spawn" as its start method; distilabel's step pool must fork (its
+    # queues are fork-context objects), which is safe here: this process has not loaded llama.cpp.
+    mp.set_start_method("fork", force=True)
+    try:
+        _run(build(), cfg, progress_totals)
+    except PipelineInterrupted:
+        sys.exit(130)
+
+
 def run_pipeline(
-    pipeline: Pipeline,
-    cfg: Config,
-    progress_totals: dict[str, int],
-    parameters: dict[str, dict[str, Any]] | None = None,
+    build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the pipeline and return its leaf step's rows."""
+    """Build and run (or resume) a pipeline; return its leaf step's rows.
+
+    `build` must be picklable (a module-level function or a partial of one): when this process has
+    already used llama.cpp (tests, notebooks, `curate run` after scoring), the run happens in a fresh
+    spawned process and the rows are then read back from distilabel's cache here.
+    """
+    pipeline = build()  # in this process first: bad config or a missing model fails here, clearly
+    if cfg.generate.ray or not _llama_used_here():
+        return _run(pipeline, cfg, progress_totals)
+    child = mp.get_context("spawn").Process(target=_run_isolated, args=(build, cfg, progress_totals))
+    child.start()
+    try:
+        child.join()
+    except KeyboardInterrupt:
+        child.join()  # distilabel in the child stops gracefully and caches what it has
+        raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+    if child.exitcode == 130:
+        raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+    if child.exitcode != 0:
+        raise RuntimeError(f"the generation pipeline failed (exit code {child.exitcode}); see its log above")
+    # The child finished: this run is served from the cache without starting any step.
+    resumed = cfg.model_copy(deep=True)
+    resumed.generate.resume = True
+    return _run(pipeline, resumed, {})
+
+
+def _run(pipeline: Pipeline, cfg: Config, progress_totals: dict[str, int]) -> list[dict[str, Any]]:
     runner: Any = pipeline.ray() if cfg.generate.ray else pipeline
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -90,7 +132,6 @@ def run_pipeline(
     handler = _ProgressHandler(progress, progress_totals)
     with progress:
         distiset = runner.run(
-            parameters=parameters,
             use_cache=cfg.generate.resume,
             logging_handlers=[handler],
         )

@@ -23,7 +23,7 @@ _HEADER = re.compile(
 # "Rating: 4", "Rating: **4**", "Rating: 4/5", "Rating: Very good 4" (a short label before the number,
 # on the same line).
 _RATING = re.compile(
-    r"rating\s*(?:for\s+text\s*\d+\s*)?[*_]*\s*[:=\-]?[ \t*_]*(?:[A-Za-z][A-Za-z ,\-]{0,20}?[ \t:(]+)?"
+    r"rating\s*(?:for\s+text\s*\d+\s*)?[*_]*\s*[:=\-]?[ \t*_\[]*(?:(?!for\s+text)[A-Za-z][A-Za-z ,\-]{0,20}?[ \t:(]+)?"
     r"(\d+(?:\.\d+)?)(\s*/\s*\d+)?",
     re.IGNORECASE,
 )
@@ -31,8 +31,13 @@ _RATIONALE = re.compile(r"rationale\s*[*_]*\s*[:=\-]\s*[*_]*\s*(.*?)(?=\n\s*(?:r
                         re.IGNORECASE | re.DOTALL)
 
 
+# The template's placeholders echoed back ("[Rating for text 1]") hold digits that are not ratings.
+_PLACEHOLDER = re.compile(r"\[[^\]\n]*[A-Za-z][^\]\n]*\]")
+
+
 def _rating(section: str) -> tuple[int | None, int]:
     """The first rating in a section (1..5, integral) and where it ends; (None, 0) if none/invalid."""
+    section = _PLACEHOLDER.sub(lambda m: " " * len(m.group(0)), section)  # same length: positions hold
     match = _RATING.search(section)
     if not match:
         return None, 0
