@@ -6,13 +6,14 @@ with the same settings, so they do the same work; the rounds alternate raw/pipel
 machine's load fairly. The pipeline side is timed end to end: process pool, model load, queues.
 Target: ratio >= 0.8.
 
-    .venv/bin/python benchmarks/generation.py [--prompts 12] [--max-new-tokens 64] [--rounds 2]
+    .venv/bin/python benchmarks/generation.py [--prompts 12] [--max-new-tokens 64] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import statistics
 import tempfile
 import time
 from functools import partial
@@ -75,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=12)
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,20 +95,23 @@ def main() -> None:
         )
         inputs = prompt_inputs(cfg)
         totals = {"raw": [0, 0.0], "pipeline": [0, 0.0]}
+        round_ratios = []
         for r in range(args.rounds):
+            tps = {}
             for side, fn in (("raw", run_raw), ("pipeline", run_distilabel)):
                 tokens, seconds = fn(cfg, inputs)
                 totals[side][0] += tokens
                 totals[side][1] += seconds
-                print(
-                    f"round {r + 1} {side:8s}: {tokens:5d} tokens in {seconds:6.1f} s = {tokens / seconds:6.1f} tok/s",
-                    flush=True,
-                )
+                tps[side] = tokens / seconds
+                print(f"round {r + 1} {side:8s}: {tokens:5d} tokens in {seconds:6.1f} s = {tps[side]:6.1f} tok/s",
+                      flush=True)
+            round_ratios.append(tps["pipeline"] / tps["raw"])
     raw_tps = totals["raw"][0] / totals["raw"][1]
     pipe_tps = totals["pipeline"][0] / totals["pipeline"][1]
     print(f"raw llama-cpp-python : {raw_tps:6.1f} tok/s ({totals['raw'][0]} tokens)")
     print(f"distilabel pipeline  : {pipe_tps:6.1f} tok/s ({totals['pipeline'][0]} tokens)")
-    print(f"ratio pipeline/raw   : {pipe_tps / raw_tps:.2f}  (target >= 0.8)")
+    print(f"ratio pipeline/raw   : {pipe_tps / raw_tps:.2f}  (target >= 0.8; median of rounds "
+          f"{statistics.median(round_ratios):.2f}, rounds {', '.join(f'{x:.2f}' for x in round_ratios)})")
 
 
 if __name__ == "__main__":
