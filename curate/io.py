@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict, Features, load_from_disk
 
 MAIN_SPLIT = "train"
 READABLE = (".jsonl", ".json", ".parquet", ".csv")
@@ -128,22 +128,35 @@ def _from_rows(path: Path, rows: list[dict[str, Any]]) -> Dataset:
         raise InputError(path, f"rows have inconsistent types: {exc}") from None
 
 
+def _load_dir(path: Path) -> Dataset:
+    """load_from_disk for one Dataset directory; an empty split (no data files) comes back empty
+    with its features, where `datasets` itself fails on it."""
+    state = json.loads((path / "state.json").read_text())
+    if not state.get("_data_files"):
+        info = json.loads((path / "dataset_info.json").read_text())
+        features = Features.from_dict(info.get("features") or {})
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+    return load_from_disk(str(path))
+
+
 def _read_saved(path: Path, split: str) -> Dataset:
-    if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        raise InputError(path, "not a dataset directory (no dataset_dict.json or state.json)")
-    loaded = load_from_disk(str(path))
-    if isinstance(loaded, DatasetDict):
-        if split not in loaded:
-            raise InputError(path, f"no split '{split}' (has: {', '.join(loaded)})")
-        return loaded[split]
-    return loaded
+    if (path / "dataset_dict.json").exists():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        if split not in splits:
+            raise InputError(path, f"no split '{split}' (has: {', '.join(splits)})")
+        return _load_dir(path / split)
+    if (path / "state.json").exists():
+        return _load_dir(path)
+    raise InputError(path, "not a dataset directory (no dataset_dict.json or state.json)")
 
 
 def read_splits(path: Path | str) -> DatasetDict:
     """All splits of a stage output (e.g. `train` and `removed` after dedup)."""
     path = Path(path)
-    loaded = load_from_disk(str(path))
-    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({MAIN_SPLIT: loaded})
+    if (path / "dataset_dict.json").exists():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        return DatasetDict({name: _load_dir(path / name) for name in splits})
+    return DatasetDict({MAIN_SPLIT: _read_saved(path, MAIN_SPLIT)})
 
 
 def require_columns(ds: Dataset, columns: Sequence[str], path: Path | str) -> None:
