@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +22,8 @@ from curate.io import InputError
 from curate.server.cli import app as server_app
 
 console = Console(stderr=True)
+# distilabel's pydantic models trip pydantic's "model_" namespace warning on import: noise for users.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic\..*")
 # datasets prints a bar for every tiny save/load; our stages show their own progress instead.
 datasets.disable_progress_bars()
 app = typer.Typer(
