@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import distilabel.distiset as distiset_module
 from distilabel.pipeline import Pipeline
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,6 +31,15 @@ from curate.io import stable_id
 from curate.models import llm_name
 
 _SENT = re.compile(r"Step '(.+?)' sending batch (\d+) to output queue")
+
+
+def _no_bibtex(ref: str) -> str:
+    raise ValueError("curate runs offline")  # distilabel skips a citation on ValueError, silently
+
+
+# distilabel fetches BibTeX from arxiv.org for the papers its tasks cite whenever it builds a Distiset;
+# generation must not touch the network (and without bs4 it prints "Untracked error" on every run).
+distiset_module.get_bibtex = _no_bibtex
 
 
 def cache_dir(cfg: Config) -> Path:
