@@ -24,7 +24,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +84,9 @@ def resolve_scorer(cfg: Config) -> tuple[ScoreConfig, LLMConfig, LLMConfig]:
 
 @functools.lru_cache(maxsize=1)
 def anchors() -> dict:
-    return json.loads(
-        resources.files("curate").joinpath("data/deita_anchors.json").read_text(encoding="utf-8")
-    )
+    # A path beside the package, not importlib.resources: the latter fails for editable installs when
+    # the working directory holds a `curate.*` file (the namespace lookup picks it up).
+    return json.loads((Path(__file__).resolve().parents[1] / "data" / "deita_anchors.json").read_text("utf-8"))
 
 
 def prompt_id(prompt: str) -> str:
