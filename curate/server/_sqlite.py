@@ -22,7 +22,7 @@ def install() -> None:
     _installed = True
 
     @event.listens_for(Engine, "connect")
-    def _pragmas(dbapi_connection, connection_record):  # noqa: ARG001 - SQLAlchemy's signature
+    def _pragmas(dbapi_connection, connection_record):
         if "sqlite" not in type(dbapi_connection).__module__.lower() and "sqlite" not in type(
             dbapi_connection
         ).__name__.lower():
