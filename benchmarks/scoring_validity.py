@@ -76,7 +76,7 @@ def wizard() -> tuple[list[str], np.ndarray]:
     return [r["Instruction"] for r in rows], np.array([r["Difficulty"] for r in rows], dtype=float)
 
 
-def pandalm(limit: int | None) -> tuple[list[int], list[str], list[list[str]], np.ndarray]:
+def pandalm(limit: int | None, offset: int = 0) -> tuple[list[int], list[str], list[list[str]], np.ndarray]:
     """Non-tie items: the label with at least 2 of 3 votes is 1 or 2. Returns idx, question, pair, winner."""
     idx, questions, pairs, winner = [], [], [], []
     for r in json.loads(PANDALM.read_text()):
@@ -89,8 +89,13 @@ def pandalm(limit: int | None) -> tuple[list[int], list[str], list[list[str]], n
         questions.append(join_instruction(str(r["instruction"]), str(r["input"]) if r["input"] else None))
         pairs.append(pair)
         winner.append(label)
-    if limit:
-        idx, questions, pairs, winner = idx[:limit], questions[:limit], pairs[:limit], winner[:limit]
+    end = offset + limit if limit else None
+    idx, questions, pairs, winner = (
+        idx[offset:end],
+        questions[offset:end],
+        pairs[offset:end],
+        winner[offset:end],
+    )
     return idx, questions, pairs, np.array(winner)
 
 
@@ -193,7 +198,8 @@ class _P:  # the bits of a scorer profile that prior.* reads
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=None, help="Only the first N PandaLM non-tie items.")
+    ap.add_argument("--limit", type=int, default=None, help="Only N PandaLM non-tie items (from --offset).")
+    ap.add_argument("--offset", type=int, default=0, help="Skip the first K PandaLM non-tie items.")
     ap.add_argument("--only", nargs="*", help="Candidate labels to run (default: all).")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument(
@@ -214,14 +220,20 @@ def main() -> None:
         return
 
     w_text, difficulty = wizard()
-    idx, questions, pairs, winner = pandalm(None if args.skip_quality else args.limit)
+    idx, questions, pairs, winner = pandalm(
+        None if args.skip_quality else args.limit, 0 if args.skip_quality else args.offset
+    )
     gpt = {str(r["idx"]): r["gpt_result"] for r in json.loads(PANDALM_GPT.read_text())}
     gpt_agree = np.mean([gpt.get(str(i)) == str(w) for i, w in zip(idx, winner)])
     len_rho = spearmanr(lengths(w_text), difficulty)[0]
     len_agree = agreement(np.array([[len(a.split()), len(b.split())] for a, b in pairs], float), winner)
     print(
         f"WizardLM odd: {len(w_text)} instructions; PandaLM non-tie: {len(pairs)} items"
-        + (f" (first {args.limit})" if args.limit else "")
+        + (
+            f" (items {args.offset}-{args.offset + len(pairs) - 1} of the non-tie list)"
+            if args.limit or args.offset
+            else ""
+        )
     )
     print(f"{'scorer':48s} {'complexity rho':>15s} {'quality agree':>14s}")
     print(f"{'baseline: length (words)':48s} {len_rho:15.3f} {len_agree:14.3f}")

@@ -86,7 +86,9 @@ def resolve_scorer(cfg: Config) -> tuple[ScoreConfig, LLMConfig, LLMConfig]:
 def anchors() -> dict:
     # A path beside the package, not importlib.resources: the latter fails for editable installs when
     # the working directory holds a `curate.*` file (the namespace lookup picks it up).
-    return json.loads((Path(__file__).resolve().parents[1] / "data" / "deita_anchors.json").read_text("utf-8"))
+    return json.loads(
+        (Path(__file__).resolve().parents[1] / "data" / "deita_anchors.json").read_text("utf-8")
+    )
 
 
 def prompt_id(prompt: str) -> str:
@@ -162,7 +164,14 @@ def quality_final(llm_ev: np.ndarray, instruction: str, responses: Sequence[str]
 
 # (model name, prompt) -> kind -> component -> Reference; measured by
 # `benchmarks/scoring_validity.py --reference` on the reference data (never the evaluation sets).
-REFERENCES: dict[tuple[str, str], dict[str, dict[str, Reference]]] = {}
+# Reference data: 150 instructions (Alpaca demo 0-49, LIMA single-turn 0-49, OASST en_100 0-49) and 100
+# responses (Alpaca demo 100-179, LIMA single-turn 100-119); run of 2026-11-24 (--threads 1).
+REFERENCES: dict[tuple[str, str], dict[str, dict[str, Reference]]] = {
+    ("gemma-3-270m-q4_k_m.gguf", "deita-anchored@60e86b15"): {
+        "complexity": {"llm": Reference(3.2196, 0.4037), "length": Reference(2.9970, 0.8919)},
+        "quality": {"llm": Reference(3.3227, 0.1745), "length": Reference(4.3891, 1.4204)},
+    },
+}
 
 
 class NoReferenceError(ValueError):
@@ -172,7 +181,7 @@ class NoReferenceError(ValueError):
 def reference(profile, kind: str) -> dict[str, Reference]:
     model = profile.model if kind == "complexity" else profile.quality_model
     try:
-        return REFERENCES[(model, profile.prompt)][kind]
+        return REFERENCES[(model, prompt_id(profile.prompt))][kind]
     except KeyError:
         raise NoReferenceError(
             f"score.length_prior needs reference statistics for model '{model}' with prompt '{profile.prompt}', "
