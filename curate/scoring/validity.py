@@ -38,12 +38,29 @@ class Profile:
         return asdict(self.validity) if self.validity else None
 
 
-# key -> figures. Keys are `scorer_key(...)`; filled from benchmarks/scoring_validity.py runs.
-KNOWN: dict[str, Validity] = {}
+# Measured in the same run on the same items: log word count of the instruction; "the longer response
+# (in words) wins"; the gpt-3.5-turbo verdicts shipped with PandaLM.
+BASELINES = {"length_rho": 0.274, "longer_wins": 0.667, "gpt35": 0.770}
+GEMMA = "gemma-3-270m-q4_k_m.gguf"
+SMOL = "SmolLM2-135M-Instruct (GGUF, embedded)"
+ANCHORED = "deita-anchored@60e86b15"
+_RUN = "benchmarks/scoring_validity.py --limit 200 --threads 1, 2026-11-24"
+_SAMPLE = "109 WizardLM odd-idx instructions; PandaLM non-tie items 0-199"
 
 
 def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_prior: float) -> str:
     return f"{model} | {quality_model} | {method} | prompt={prompt} | length_prior={length_prior:g}"
+
+
+# key -> figures, copied from benchmarks/scoring_validity.py runs (provenance in each entry).
+KNOWN: dict[str, Validity] = {
+    # The embedded default (curate.scoring.prior.DEFAULT_PROMPT / DEFAULT_LENGTH_PRIOR).
+    scorer_key(GEMMA, GEMMA, "logits+length-prior", ANCHORED, 0.5): Validity(
+        0.490, 0.650, f"{_RUN}; {_SAMPLE}"
+    ),
+    scorer_key(GEMMA, GEMMA, "logits", ANCHORED, 0): Validity(0.490, 0.550, f"{_RUN}; {_SAMPLE}"),
+    scorer_key(SMOL, SMOL, "logits", ANCHORED, 0): Validity(0.317, 0.570, f"{_RUN}; {_SAMPLE}"),
+}
 
 
 def scorer_profile(sc: ScoreConfig, c_cfg: LLMConfig, q_cfg: LLMConfig, method: str) -> Profile:
@@ -71,4 +88,13 @@ def describe_validity(p: Profile) -> str:
         parts.append(f"complexity vs human difficulty Spearman rho = {v.complexity_rho:.2f}")
     if v.quality_agreement is not None:
         parts.append(f"quality agrees with human preference on {100 * v.quality_agreement:.1f}% of pairs")
-    return f"[bold]scorer validity[/] ({p.key}): " + "; ".join(parts) + f" [dim]({v.provenance})[/]"
+    text = f"[bold]scorer validity[/] ({p.key}): " + "; ".join(parts) + f" [dim]({v.provenance})[/]"
+    text += (
+        f"\n  for scale: instruction length rho = {BASELINES['length_rho']:.2f}, the longer response wins "
+        f"{100 * BASELINES['longer_wins']:.1f}%, the gpt-3.5-turbo judge {100 * BASELINES['gpt35']:.1f}% (same items)"
+    )
+    if v.quality_agreement is not None and v.quality_agreement < BASELINES["longer_wins"]:
+        text += (
+            "\n  [yellow]note:[/] these quality scores agree with people less often than response length does"
+        )
+    return text
