@@ -235,6 +235,10 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     if method == "auto":
         method = "logits" if logits_supported(c_cfg) and logits_supported(q_cfg) else "text"
     profile = scorer_profile(sc, c_cfg, q_cfg, method)
+    if method == "logits" and profile.length_prior > 0:  # fail before any model runs
+        priors.reference(profile, "complexity")
+        if responses is not None:
+            priors.reference(profile, "quality")
     console.print(describe_validity(profile))
 
     stats: dict[str, Any] = {

