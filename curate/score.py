@@ -2,9 +2,17 @@
 
 Logits method (Deita's): fill Deita's prompt, run one forward pass, softmax over the logits of the next
 tokens "1".."6", expected value with weights 1..6. Preference rows (`generations`) get one quality score
-per response (`quality_scores`, `quality` = their max); SFT rows use `response` or `output`.
-Text method (fallback for LLMs without logits): distilabel's ComplexityScorer / QualityScorer.
-`deita_score` = complexity x quality. Each row records `score_method` and `scorer_model`.
+per response (`quality_scores`, `quality` = their max); SFT rows use `response` or `output` (Alpaca
+`input` is appended to the instruction). Text method (fallback for LLMs without logits): distilabel's
+ComplexityScorer / QualityScorer. `deita_score` = complexity x quality. Each row records `score_method`
+and `scorer_model`; no row is dropped, and empty texts fail with the file, row and column.
+
+The default scorer (no `score.llm` set, `local` extra installed) is the embedded Gemma-3-270M with
+Deita's template after hand-written anchors, mixed with a length prior (score_method
+"logits+length-prior"; the pure Deita values stay in `complexity_llm` / `quality_llm(_scores)`), because
+tiny models on Deita's zero-shot prompt do not agree with people (SmolLM2 rho < 0): see
+curate/scoring/prior.py and the measured figures in curate/scoring/validity.py. A configured scorer
+(e.g. hkust-nlp/deita-complexity-scorer through transformers) gets Deita's exact prompt, no prior.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ SCORE_COLUMNS = (
     "scorer_model",
     "complexity_llm",
     "quality_llm_scores",
+    "quality_llm",
 )
 
 
@@ -295,6 +304,8 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         out = out.add_column("complexity_llm", c_llm_col)
         if resp_col == "generations":
             out = out.add_column("quality_llm_scores", q_llm_col)
+        elif q_llm_col is not None:
+            out = out.add_column("quality_llm", [q[0] for q in q_llm_col])
     if responses is None:
         console.print(
             "[yellow]warning:[/] no response column (generations, response or output): only "
