@@ -7,7 +7,9 @@ checks what is already there, quarantines and records provenance), and export re
 record with its responses, apply the vote policy, agreement, write the DatasetDict, parquet and card).
 
 Each side writes into a fresh dataset; the order alternates over `--rounds` so that neither always
-gets the emptier database.
+gets the emptier database. On a shared machine the wall-clock rates move with other load, so when the
+server is started here the script also reports the server's CPU milliseconds per record for each
+side (argilla-server + worker + Redis, from psutil), which other processes do not disturb.
 
 Usage: .venv/bin/python benchmarks/review_throughput.py [--n 10000] [--rounds 2] [--data-dir DIR]
 (uses ARGILLA_API_URL/ARGILLA_API_KEY when set, else starts an embedded server in a temp dir)
@@ -70,6 +72,19 @@ def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
     return time.perf_counter() - start
 
 
+def server_cpu(data_dir: Path | None):
+    """A function returning the CPU seconds used so far by the embedded server's processes, or None."""
+    if data_dir is None:
+        return lambda: None
+    import json
+
+    import psutil
+
+    state = json.loads((data_dir / "server.json").read_text())
+    procs = [psutil.Process(p["pid"]) for p in state["pids"].values()]
+    return lambda: sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
@@ -105,20 +120,29 @@ def main() -> None:
     print(f"{args.n} pairs, server {url}")
 
     push_s, log_s, last = [], [], None
+    cpu = server_cpu(started_here)
+    cpu_ms: dict[str, list[float]] = {"push": [], "log": []}
     try:
         for r in range(args.rounds):
             order = ("log", "push") if r % 2 == 0 else ("push", "log")
             for side in order:
+                c0 = cpu()
                 if side == "log":
                     log_s.append(sdk_log(client, cfg, ds, workspace))
-                    print(f"  round {r + 1}: sdk records.log {args.n / log_s[-1]:8.1f} records/s")
+                    rate = args.n / log_s[-1]
                 else:
                     last = f"push-{uuid.uuid4().hex[:6]}"
                     t0 = time.perf_counter()
                     stats = push(ds, cfg, last, workspace, client=client, progress=False)
                     push_s.append(time.perf_counter() - t0)
                     assert stats["created"] == args.n, stats
-                    print(f"  round {r + 1}: curate push    {args.n / push_s[-1]:8.1f} records/s")
+                    rate = args.n / push_s[-1]
+                used = ""
+                if c0 is not None:
+                    cpu_ms[side].append(1000 * (cpu() - c0) / args.n)
+                    used = f", server CPU {cpu_ms[side][-1]:5.1f} ms/record"
+                label = "sdk records.log" if side == "log" else "curate push    "
+                print(f"  round {r + 1}: {label} {rate:8.1f} records/s{used}", flush=True)
 
         # human responses on part of the last pushed dataset (bulk upsert on behalf of 2 annotators)
         from curate.server.users import add_user
@@ -151,6 +175,9 @@ def main() -> None:
     print(f"push:   {push_rate:8.1f} records/s (median of {len(push_s)})")
     print(f"sdk log:{log_rate:8.1f} records/s (median of {len(log_s)})")
     print(f"push / sdk log = {push_rate / log_rate:.2f}  (target >= 1.0)")
+    if cpu_ms["push"]:
+        p, g = statistics.median(cpu_ms["push"]), statistics.median(cpu_ms["log"])
+        print(f"server CPU per record: push {p:.1f} ms, sdk log {g:.1f} ms (log / push = {g / p:.2f})")
     print(f"export: {args.n / export_s:8.1f} records/s ({args.n} records, {args.reviewed} with 2 responses, "
           f"{summary['pairs']} pairs written, pull {summary['pull_seconds']}s of {export_s:.1f}s)")
 

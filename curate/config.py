@@ -138,7 +138,7 @@ class ArgillaConfig(Section):
 
 class ReviewConfig(Section):
     min_submitted: int = Field(1, description="Annotators who must submit per record (task distribution).")
-    batch_size: int = Field(500, description="Records per bulk upsert (argilla-server allows at most 500).")
+    batch_size: int = Field(250, description="Records per bulk upsert (argilla-server allows at most 500).")
     seed: int = Field(0, description="Seed for the recorded A/B order of responses.")
     update_settings: bool = Field(
         False, description="Apply metadata/vector/guidelines/distribution changes to an existing dataset."

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import krippendorff
@@ -30,6 +32,8 @@ PROMPTS = [
     "Explain what a CPU does in simple words.",
     "Name three fruits that are rich in vitamin C.",
     "How do I boil an egg?",
+    "Suggest a name for a small bakery.",
+    "Why do cats purr?",
 ]
 
 
@@ -78,11 +82,15 @@ EXPECTED = {0: "A", 1: "B", 5: "B"}  # record index -> winning shown label
 @pytest.mark.server
 def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path: Path):
     scored = read_rows(scored_run / "04-score")
-    assert len(scored) == len(PLAN), "the 6 prompts should survive dedup and scoring"
     cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 3})
     name, ws = unique("e2e"), unique("ws")
-    stats = push(scored, cfg, name, ws, source=scored_run / "04-score")
-    assert stats["created"] == len(scored) and stats["rejected"] == 0 and stats["vectors"]
+    stats = push(scored, cfg, name, ws, source=scored_run / "04-score", quarantine=tmp_path / "q.jsonl")
+    # a tiny model can write an empty or duplicate response: such rows are quarantined, with a reason
+    n = stats["created"]
+    assert n + stats["rejected"] == len(scored) and stats["vectors"]
+    if stats["rejected"]:
+        assert all(json.loads(line)["reason"] for line in (tmp_path / "q.jsonl").read_text().splitlines())
+    assert n >= len(PLAN), f"need {len(PLAN)} reviewable pairs from {len(PROMPTS)} prompts, got {n}"
 
     client = owner(argilla_server)
     people = annotators(argilla_server, ws, ["u1", "u2", "u3"])
@@ -92,7 +100,7 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
             submit(people[who][1], raw["id"], status=status, preference=pref, rating_a=ra, rating_b=rb, corrected=fix)
 
     st = review_status(cfg, name, ws)
-    assert st["records"] == 6 and st["completed"] == 3 and st["pending"] == 3  # 3 submitted each: r0, r1, r2
+    assert st["records"] == n and st["completed"] == 3 and st["pending"] == n - 3  # r0-r2 have 3 submitted
     assert st["annotators"][people["u1"][0]] == {"submitted": 5, "discarded": 1}
     assert st["annotators"][people["u2"][0]] == {"submitted": 4, "discarded": 1, "draft": 1}
     assert st["records_with_disagreement"] == 3  # r0, r2, r3
@@ -119,12 +127,13 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
         judged = {label: "chosen", other: "rejected", "tie": "tie"}.get(_judge(raw, client, name, ws))
         assert p["judge_suggestion"] == judged
         assert p["human_overrode_judge"] == (judged is not None and judged != "chosen")
-        assert p["deita_score"] == pytest.approx(raw["metadata"]["deita_score"])
+        assert p["deita_score"] == raw["metadata"].get("deita_score")
         assert p["chosen_model"] == raw["metadata"].get(f"generator_model_{label.lower()}")
     assert by_id[records[0]["external_id"]]["chosen_rating"] == pytest.approx(4.0)  # mean of 4, 5, 3
 
     acc = summary["accounting"]
-    assert acc["records"]["excluded"] == {"discarded": 1, "split_vote": 1, "tie": 1}
+    unreviewed = {"unreviewed": n - len(PLAN)} if n > len(PLAN) else {}
+    assert acc["records"]["excluded"] == {"discarded": 1, "split_vote": 1, "tie": 1, **unreviewed}
     sub = acc["submitted_responses"]
     assert (sub["total"], sub["in_export"], sub["excluded"]) == (12, 7, {"split_vote": 2, "tie": 3})
     assert (acc["discarded_responses"], acc["draft_responses"], acc["corrections_used"]) == (4, 1, 1)
@@ -133,7 +142,7 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
 
     # alpha: the same annotators x records matrix, built here from the plan, given to the package
     users = sorted(people[u][0] for u in ("u1", "u2", "u3"))
-    matrix = np.full((3, 6), np.nan)
+    matrix = np.full((3, len(PLAN)), np.nan)
     for j, answers in enumerate(PLAN):
         for who, status, pref, *_ in answers:
             if status == "submitted":
@@ -146,9 +155,11 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
     # the card's numbers
     card = (out / "README.md").read_text()
     assert "license: apache-2.0" in card
-    for stage, rows in (("generated (responses + judge)", 6), ("deduped", 6), ("scored", 6),
-                        ("pushed to Argilla", 6), ("reviewed (>= 1 submitted response)", 5),
-                        ("exported preference pairs", 3)):
+    kept = read_rows(scored_run / "03-dedup")
+    for stage, rows in (("generated (instructions)", len(PROMPTS)),
+                        ("generated (responses + judge)", len(read_rows(scored_run / "02-preferences"))),
+                        ("deduped", len(kept)), ("scored", len(scored)), ("pushed to Argilla", n),
+                        ("reviewed (>= 1 submitted response)", 5), ("exported preference pairs", 3)):
         assert f"| {stage} | {rows} |" in card, stage
     assert f"| preference | {got['alpha']:.3f} | nominal | 3 |" in card
     assert "| submitted responses | 12 |" in card and "| excluded: tie | 3 |" in card
@@ -227,6 +238,8 @@ def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_pat
         matrix[users.index(user), order[rid]] = PREFERENCE_CODES[pref]
     assert agr["krippendorff_alpha"]["preference"]["alpha"] == pytest.approx(
         krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"), abs=1e-4)
+    if os.environ.get("CURATE_UPDATE_DOCS") == "1":
+        shutil.copy(out / "README.md", Path(__file__).resolve().parents[1] / "docs" / "example-dataset-card.md")
     judge = agr["judge_vs_human"]["gpt-3.5-turbo"]
     assert 0.3 < judge["agreement"] <= 1.0
     print(f"\nPandaLM {len(records)} items: alpha={agr['krippendorff_alpha']['preference']['alpha']}, "

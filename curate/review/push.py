@@ -321,7 +321,7 @@ def push(
         "created": created,
         "pushed": len(pairs) - len(todo) + created,
         "rejected": len(all_rejected),
-        "rejected_reasons": dict(Counter(r["reason"].split(":")[0] for r in all_rejected)),
+        "rejected_reasons": dict(Counter(r["reason"].split(" (")[0].split(":")[0] for r in all_rejected)),
         "quarantine": str(qpath) if all_rejected else None,
         "settings_changes": changes,
         "min_submitted": cfg.review.min_submitted,
