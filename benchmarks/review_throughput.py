@@ -28,9 +28,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-WORDS = ("model data answer question example careful result simple explain because first second value "
-         "people system language common reason method small large useful clear step number time point "
-         "different important general specific context detail summary review").split()
+WORDS = ["model", "data", "answer", "question", "example", "careful", "result", "simple", "explain", "because", "first", "second", "value", "people", "system", "language", "common", "reason", "method", "small", "large", "useful", "clear", "step", "number", "time", "point", "different", "important", "general", "specific", "context", "detail", "summary", "review"]
 
 
 def synthetic_rows(n: int, dim: int = 384, seed: int = 0) -> list[dict]:

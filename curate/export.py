@@ -288,7 +288,7 @@ def _check_hub(repo_id: str, overwrite: bool) -> Any:
             raise ExportError(f"--to-hub: the Hub rejected the token (HTTP {status}); check that HF_TOKEN is "
                               "valid and has write access") from exc
         raise ExportError(f"--to-hub: the Hub answered with an error ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+    except Exception as exc:
         raise ExportError(f"--to-hub: cannot reach the Hugging Face Hub ({type(exc).__name__}: {exc})") from exc
     if exists and not overwrite:
         raise ExportError(f"--to-hub: dataset repo '{repo_id}' already exists; pass --overwrite to replace it")
@@ -304,7 +304,7 @@ def _push_to_hub(api: Any, repo_id: str, folder: Path, private: bool) -> str:
             delete_patterns=["parquet/*.parquet"],
             commit_message="curate export",
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ExportError(f"--to-hub: upload to '{repo_id}' failed ({type(exc).__name__}: {exc}); "
                           f"the local export in {folder} is complete") from exc
     return f"https://huggingface.co/datasets/{repo_id}"

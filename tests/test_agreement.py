@@ -6,7 +6,14 @@ import krippendorff
 import numpy as np
 import pytest
 
-from curate.agreement import PREFERENCE_CODES, alpha, percent_agreement, position_bias, reliability_matrix, summary
+from curate.agreement import (
+    PREFERENCE_CODES,
+    alpha,
+    percent_agreement,
+    position_bias,
+    reliability_matrix,
+    summary,
+)
 from curate.review.pull import decide
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from test_agreement import record, sub
 
 from curate.card import render_card
 from curate.config import load_config
 from curate.export import build_pair, decide_records
-from test_agreement import record, sub
 
 
 def cfg(**export):

@@ -40,11 +40,10 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """runs/e2e/{01-instructions,02-preferences,03-dedup,04-score}: the real stages on 6 prompts."""
-    from pipelines.preferences import generate_preferences
-
     from curate.config import load_config
     from curate.dedup import dedup
     from curate.score import score
+    from pipelines.preferences import generate_preferences
 
     run = tmp_path_factory.mktemp("runs") / "e2e"
     cfg = load_config(overrides={"llm": {"max_new_tokens": 48, "n_ctx": 1024},

@@ -126,16 +126,16 @@ def test_settings_diff_explains_and_knows_what_is_fixable():
 # Against the embedded Argilla
 # --------------------------------------------------------------------------------------------------
 
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import os
+import signal
+import subprocess
+import sys
+import time
 
-from review_helpers import annotators, owner, raw_records, scored_rows, server_config, submit, unique  # noqa: E402
+from review_helpers import annotators, owner, raw_records, scored_rows, server_config, submit, unique
 
-from curate.review.client import ReviewError, require_dataset  # noqa: E402
-from curate.review.push import push  # noqa: E402
+from curate.review.client import ReviewError, require_dataset
+from curate.review.push import push
 
 
 @pytest.mark.server

@@ -14,7 +14,7 @@ import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def _record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_v
     return record
 
 
-_POSITION = re.compile(r"Record at position (\d+) is not valid because (.*?)(?:\"\}|$)", re.S)
+_POSITION = re.compile(r"Record at position (\d+) is not valid because (.*?)(?:\"\}|$)", re.DOTALL)
 _ITEM_LOC = re.compile(r"\"items\",\s*(\d+)")
 
 
@@ -330,7 +330,7 @@ def push(
         "seconds": round(elapsed, 2),
     }
     entry = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": str(Path(provenance_source).resolve()) if provenance_source else None,
         "stages": collect_stages(provenance_source),
         "models": _models(ds),
