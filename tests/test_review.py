@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from datasets import Dataset
+from review_helpers import annotators, owner, raw_records, scored_rows, server_config, submit, unique
 
 from curate.io import InputError, stable_id
 from curate.review import pairs as pr
 from curate.review import settings as st
+from curate.review.client import ReviewError, require_dataset
+from curate.review.push import push
 
 
 def pref_row(i: int, **over) -> dict:
@@ -125,18 +133,6 @@ def test_settings_diff_explains_and_knows_what_is_fixable():
 # --------------------------------------------------------------------------------------------------
 # Against the embedded Argilla
 # --------------------------------------------------------------------------------------------------
-
-import os
-import signal
-import subprocess
-import sys
-import time
-
-from review_helpers import annotators, owner, raw_records, scored_rows, server_config, submit, unique
-
-from curate.review.client import ReviewError, require_dataset
-from curate.review.push import push
-
 
 @pytest.mark.server
 def test_push_builds_settings_suggestions_and_recorded_order(argilla_server, tmp_path: Path):
