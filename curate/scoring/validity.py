@@ -60,6 +60,12 @@ KNOWN: dict[str, Validity] = {
     ),
     scorer_key(GEMMA, GEMMA, "logits", ANCHORED, 0): Validity(0.490, 0.550, f"{_RUN}; {_SAMPLE}"),
     scorer_key(SMOL, SMOL, "logits", ANCHORED, 0): Validity(0.317, 0.570, f"{_RUN}; {_SAMPLE}"),
+    # Deita's exact zero-shot prompt on the embedded SmolLM2: anti-correlated with people.
+    scorer_key(SMOL, SMOL, "logits", "deita", 0): Validity(
+        -0.226,
+        None,
+        "benchmarks/scoring_validity.py --skip-quality --threads 1, 2026-11-24; 109 WizardLM odd-idx",
+    ),
 }
 
 
@@ -93,6 +99,8 @@ def describe_validity(p: Profile) -> str:
         f"\n  for scale: instruction length rho = {BASELINES['length_rho']:.2f}, the longer response wins "
         f"{100 * BASELINES['longer_wins']:.1f}%, the gpt-3.5-turbo judge {100 * BASELINES['gpt35']:.1f}% (same items)"
     )
+    if v.complexity_rho is not None and v.complexity_rho < 0:
+        text += "\n  [yellow]warning:[/] complexity is ANTI-correlated with human difficulty for this scorer"
     if v.quality_agreement is not None and v.quality_agreement < BASELINES["longer_wins"]:
         text += (
             "\n  [yellow]note:[/] these quality scores agree with people less often than response length does"
