@@ -196,7 +196,7 @@ def test_cli_score_with_the_default_scorer_writes_columns_and_reports_validity(t
     # The default: Gemma-3-270M, anchored Deita prompt, length prior; the pure Deita values are kept.
     assert set(out["score_method"]) == {"logits+length-prior"}
     assert set(out["scorer_model"]) == {"gemma-3-270m-q4_k_m.gguf"}
-    assert all(1 <= c <= 6 for c in out["complexity"] + out["complexity_llm"])
+    assert all(1 <= c <= 6 for c in list(out["complexity"]) + list(out["complexity_llm"]))
     assert out["complexity"][1] > out["complexity"][0]  # a proof outranks a capital city
 
 
