@@ -84,9 +84,15 @@ class PipelineInterrupted(KeyboardInterrupt):
 
 
 def _llama_used_here() -> bool:
-    """Whether this process has loaded llama.cpp. Its OpenMP runtime (libgomp) is not fork-safe: a
-    step process forked from such a parent hangs on its first generation."""
-    return "llama_cpp" in sys.modules
+    """Whether this process has loaded an OpenMP runtime: llama.cpp's, or torch's (sentence-transformers
+    loads it). libgomp is not fork-safe: a step process forked from such a parent hangs on its first
+    llama.cpp generation, so the pipeline must then run in a spawned process."""
+    if "llama_cpp" in sys.modules or "torch" in sys.modules:
+        return True
+    try:
+        return "libgomp" in Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: no /proc
+        return False
 
 
 def _run_isolated(build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]) -> None:
