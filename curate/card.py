@@ -61,10 +61,9 @@ def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tupl
         notes += [f"{k}={_fmt(v)}" for k, v in settings[name].items()]
         rows.append((STAGE_LABELS.get(name, name), main, ", ".join(notes)))
     acc = summary["accounting"]
-    pushed = sum(p.get("push", {}).get("created", 0) for p in pushes)
     rejected = sum(p.get("push", {}).get("rejected", 0) for p in latest)
     rows.append(("pushed to Argilla", acc["records"]["total"],
-                 f"created by the recorded pushes: {pushed}, quarantined: {rejected}"))
+                 f"pushes: {len(pushes)}, rows quarantined (not reviewable or refused): {rejected}"))
     rows.append(("reviewed (>= 1 submitted response)", summary["reviewed_records"],
                  f"submitted responses: {acc['submitted_responses']['total']}, "
                  f"discarded: {acc['discarded_responses']}, drafts: {acc['draft_responses']}"))

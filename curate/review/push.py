@@ -238,11 +238,19 @@ def _write_quarantine(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def _record_provenance(client: rg.Argilla, dataset: rg.Dataset, entry: dict[str, Any]) -> None:
+def _reasons(rejected: list[dict]) -> dict[str, int]:
+    return dict(Counter(r["reason"].split(" (")[0].split(":")[0] for r in rejected))
+
+
+def _record_provenance(client: rg.Argilla, dataset: rg.Dataset, entry: dict[str, Any],
+                       replace_last: bool = False) -> None:
     """Append this push to the dataset's server-side metadata, where export reads it for the card."""
     meta = rc.dataset_metadata(client, dataset)
     block = dict(meta.get(PROVENANCE_KEY) or {})
-    block["pushes"] = (list(block.get("pushes", [])) + [entry])[-50:]
+    pushes = list(block.get("pushes", []))
+    if replace_last and pushes and pushes[-1].get("at") == entry["at"]:
+        pushes.pop()
+    block["pushes"] = (pushes + [entry])[-50:]
     rc.set_dataset_metadata(client, dataset, {**meta, PROVENANCE_KEY: block})
 
 
@@ -282,6 +290,21 @@ def push(
 
     present = rc.existing_external_ids(client, rg_dataset) if "created" not in changes else set()
     todo = [p for p in pairs if p["id"] not in present]
+    # Provenance is written before the records: every dataset PATCH makes argilla-server's worker
+    # recompute the status of all the dataset's records, which is nothing on an empty dataset and a
+    # full pass on a full one. It is rewritten afterwards only if the server refused rows.
+    entry = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": str(Path(provenance_source).resolve()) if provenance_source else None,
+        "stages": collect_stages(provenance_source),
+        "models": _models(ds),
+        "push": {"input_rows": len(ds), "pairs": len(pairs), "already_present": len(pairs) - len(todo),
+                 "created": len(todo), "rejected": len(rejected),
+                 "rejected_reasons": _reasons(rejected), "min_submitted": cfg.review.min_submitted,
+                 "seed": cfg.review.seed},
+    }
+    if todo or "created" in changes:
+        _record_provenance(client, rg_dataset, entry)
     quarantined: list[dict] = []
     created = 0
     batch_size = max(1, min(cfg.review.batch_size, MAX_BATCH))
@@ -321,7 +344,7 @@ def push(
         "created": created,
         "pushed": len(pairs) - len(todo) + created,
         "rejected": len(all_rejected),
-        "rejected_reasons": dict(Counter(r["reason"].split(" (")[0].split(":")[0] for r in all_rejected)),
+        "rejected_reasons": _reasons(all_rejected),
         "quarantine": str(qpath) if all_rejected else None,
         "settings_changes": changes,
         "min_submitted": cfg.review.min_submitted,
@@ -329,13 +352,7 @@ def push(
         "vectors": has_vector,
         "seconds": round(elapsed, 2),
     }
-    entry = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": str(Path(provenance_source).resolve()) if provenance_source else None,
-        "stages": collect_stages(provenance_source),
-        "models": _models(ds),
-        "push": {k: stats[k] for k in ("input_rows", "pairs", "already_present", "created", "rejected",
-                                       "rejected_reasons", "min_submitted", "seed")},
-    }
-    _record_provenance(client, rg_dataset, entry)
+    if quarantined:
+        entry["push"].update({k: stats[k] for k in ("created", "rejected", "rejected_reasons")})
+        _record_provenance(client, rg_dataset, entry, replace_last=True)
     return stats
