@@ -286,6 +286,7 @@ def main() -> None:
                         help="timing rounds of embed / curate / semhash (the minimum is reported)")
     parser.add_argument("--ann-sizes", default="100000,200000,500000,1000000")
     parser.add_argument("--skip-distilabel", action="store_true", help="leave out baseline (c), the slowest")
+    parser.add_argument("--only-ann", action="store_true", help="only sections 2 and 3 (ANN recall and growth)")
     args = parser.parse_args()
     emb = EmbeddingConfig()
     threshold = Config().dedup.threshold
@@ -296,6 +297,9 @@ def main() -> None:
     print(f"encoder {encoder_name(emb)}, threshold {threshold}; {len(texts)} rows from {n_origins} originals, "
           f"{n_exact_unique} distinct after normalisation")
     encode(texts[:256], emb)  # load and warm the model once, outside every timing
+    if args.only_ann:
+        ann_section(encode(texts, emb), threshold, sizes, encode(originals(args.data), emb))
+        return
 
     runs: dict[str, list[dict[str, Any]]] = {"embed": [], "curate": [], "semhash": []}
     if not args.skip_distilabel:
