@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -92,9 +93,8 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
     out += [
         f"# {summary['dataset']}: human-reviewed preference pairs",
         "",
-        "Synthetic prompt/response pairs generated and curated with `curate` (distilabel generation, "
-        "embedding dedup, Deita scoring), then reviewed by people in Argilla. Each row is a preference "
-        f"pair decided by human votes. {summary['pairs']} pairs, {summary['sft']} SFT rows.",
+        _intro(provenance) + " Each row is a preference pair decided by human votes "
+        f"(see the policy below). {summary['pairs']} pairs, {summary['sft']} SFT rows.",
         "",
         "## Pipeline",
         "",
@@ -166,6 +166,16 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
         "",
     ]
     return "\n".join(out)
+
+
+def _intro(provenance: dict[str, Any]) -> str:
+    pushes = provenance.get("pushes") or []
+    if any(p.get("stages") for p in pushes):
+        return ("Synthetic prompt/response pairs generated and curated with `curate` (distilabel generation, "
+                "embedding dedup, Deita scoring), then reviewed by people in Argilla.")
+    sources = sorted({Path(p["source"]).name for p in pushes if p.get("source")})
+    origin = f" from {', '.join(f'`{s}`' for s in sources)}" if sources else ""
+    return f"Prompt/response pairs pushed{origin} with `curate push`, then reviewed by people in Argilla."
 
 
 def _min_submitted(provenance: dict[str, Any]) -> Any:

@@ -287,3 +287,26 @@ def test_killed_push_resumes_and_each_record_lands_once(argilla_server, tmp_path
     created = re.search(r'"created":\s*(\d+)', done.stderr)
     assert resumed and created, done.stderr[-2000:]
     assert (int(resumed.group(1)), int(created.group(1))) == (partial, 600 - partial)  # resumed, not redone
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_push_encodes_prompts_only_when_the_data_has_no_embedding(argilla_server, tmp_path: Path):
+    import numpy as np
+
+    from curate.models import encode
+
+    cfg = server_config(argilla_server, tmp_path)
+    rows = [{k: v for k, v in r.items() if k != "embedding"} for r in scored_rows(3)]
+    name, ws = unique("encode"), unique("ws")
+    stats = push(Dataset.from_list(rows), cfg, name, ws)
+    assert stats["vectors"] and stats["created"] == 3
+    client = owner(argilla_server)
+    from curate.review.client import iter_raw_records
+
+    raws = list(iter_raw_records(client, require_dataset(client, name, ws), include=("vectors",)))
+    expected = encode([r["instruction"] for r in rows], cfg.embeddings)
+    by_text = {r["instruction"]: v for r, v in zip(rows, expected)}
+    for raw in raws:
+        got = np.array(raw["vectors"]["prompt_embedding"])
+        assert got.shape == (384,) and np.allclose(got, by_text[raw["fields"]["prompt"][0]["content"]], atol=1e-5)
