@@ -253,6 +253,8 @@ def ann_section(real: np.ndarray, threshold: float, sizes: list[int], topics: np
                 line += f" [{len(found - exact)} pairs not in brute force]"
         print(line)
 
+    if not sizes:
+        return
     print(f"\n3. ANN path on synthetic vectors (t={threshold}, default {ann_params(sizes[0])[1]} probes)")
     print("   rows      cells  seconds  growth(time)  growth(rows)  planted>=t recall")
     base = None
