@@ -48,7 +48,11 @@ class EmbeddingConfig(Section):
 
 
 class InstructionsConfig(Section):
-    method: Literal["prompt", "self-instruct", "magpie", "evol-instruct"] = "self-instruct"
+    method: Literal["prompt", "self-instruct", "magpie", "evol-instruct"] = Field(
+        "magpie", description="magpie needs no seeds and suits small instruct models (the embedded "
+        "SmolLM2-135M: 19 of 20 kept; self-instruct from the built-in seeds: 0 of 34, it cannot write "
+        "Self-Instruct's task lists); self-instruct for a capable `llm`."
+    )
     num_instructions: int = Field(20, description="Target number of instructions (before filters).")
     seeds: Path | None = Field(None, description="Seed tasks jsonl (default: curate's built-in seeds).")
     topics: list[str] = Field(
@@ -119,6 +123,11 @@ class ScoreConfig(Section):
         None, ge=0.0, le=1.0, description="Weight of the text-length prior mixed with the Deita value "
         "(0 = pure Deita; unset = the validated default for the embedded scorer, else 0); needs reference "
         "statistics for the model (see curate/scoring/prior.py)."
+    )
+    quality_scorer: Literal["auto", "llm", "head"] = Field(
+        "auto", description="llm = Deita's quality prompt on the scorer LLM; head = the embedded quality head "
+        "(embedding + text features, curate/scoring/head.py); auto = head for the embedded default scorer, "
+        "llm when a scorer LLM is configured."
     )
     max_instruction_tokens: int = Field(512, description="Longer instructions are cut (head kept) before scoring.")
     max_response_tokens: int = Field(1024, description="Longer responses are cut (head kept) before scoring.")

@@ -23,13 +23,28 @@ from typing import Any
 from datasets import Dataset
 
 from curate.config import Config, dump_config
-from curate.io import read_rows, stable_id, write_dataset
+from curate.io import InputError, read_rows, stable_id, write_dataset
 
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (
     "curate", "distilabel", "argilla", "argilla-server", "datasets", "sentence-transformers",
     "llama_cpp_python", "torch", "transformers", "faiss-cpu",
 )
+
+
+class EmptyStageError(InputError):
+    """A stage kept no rows, so nothing can flow on: say which filters took them, never mark it done."""
+
+    def __init__(self, stage: Stage, stats: dict[str, Any], out: Path):
+        drops = {k: v for k, v in stats.items() if k.startswith("dropped_") and v}
+        why = ", ".join(f"{k.removeprefix('dropped_').replace('_', ' ')}: {v}" for k, v in drops.items())
+        hint = ""
+        if stage.name == "01-instructions":
+            hint = (
+                "; a small LLM rarely writes instructions these filters accept: try "
+                "generate.instructions.method: magpie, or a stronger `llm`"
+            )
+        super().__init__(out, f"stage {stage.name} kept no rows" + (f" (dropped {why})" if why else "") + hint)
 
 
 @dataclass(frozen=True)
@@ -192,6 +207,10 @@ def run_stages(
             on_event and on_event("start", stage, entry)
             t0 = time.perf_counter()
             stats = stage.run(cfg, data, out)
+            if stats.get("rows_out") == 0 and stage is not STAGES[-1]:
+                entry.update(status="empty", finished=_now(), stats=stats)
+                save_manifest(run_dir, manifest)
+                raise EmptyStageError(stage, stats, out)
             entry.update(
                 status="done",
                 finished=_now(),

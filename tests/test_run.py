@@ -132,3 +132,29 @@ def test_unknown_force_stage_is_a_clear_error(tmp_path: Path) -> None:
     result = _curate("run", "--config", str(cfg), "--force", "nonsense")
     assert result.returncode != 0
     assert "unknown stage 'nonsense'" in result.stderr
+
+
+def test_a_stage_that_keeps_no_rows_stops_the_run_and_is_never_done(tmp_path: Path, monkeypatch) -> None:
+    """Every generated row filtered out: the run stops naming the filters, the next stage never starts,
+    and the stage is not recorded as done (so the next run redoes it)."""
+    from datasets import Dataset
+
+    from curate import run
+    from curate.config import load_config
+    from curate.io import write_dataset
+
+    def all_filtered(cfg, ds, out):
+        write_dataset(out, Dataset.from_dict({"instruction": []}), {})
+        return {"rows_in": None, "rows_out": 0, "dropped_not_an_instruction": 26, "dropped_too_short": 5}
+
+    def must_not_run(cfg, ds, out):
+        raise AssertionError("a stage ran on an empty input")
+
+    stages = (run.Stage("01-instructions", ("llm",), all_filtered), run.Stage("02-preferences", ("llm",), must_not_run))
+    monkeypatch.setattr(run, "STAGES", stages)
+    cfg = load_config(overrides={"run": {"runs_dir": str(tmp_path / "runs"), "name": "empty"}}, environ={})
+    why = r"kept no rows \(dropped not an instruction: 26, too short: 5\).*magpie"
+    with pytest.raises(run.EmptyStageError, match=why):
+        run.run_stages(cfg, tmp_path / "runs" / "empty")
+    recorded = json.loads((tmp_path / "runs" / "empty" / "manifest.json").read_text())["stages"]
+    assert recorded["01-instructions"]["status"] == "empty" and "02-preferences" not in recorded
