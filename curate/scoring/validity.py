@@ -20,6 +20,7 @@ class Validity:
     complexity_rho: float | None
     quality_agreement: float | None
     provenance: str
+    baselines: dict[str, float] | None = None  # measured on the same items, when not BASELINES' items
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ SMOL = "SmolLM2-135M-Instruct (GGUF, embedded)"
 ANCHORED = "deita-anchored@60e86b15"
 _RUN = "benchmarks/scoring_validity.py --threads 1, --limit 200 and --offset 200 --limit 200, 2026-11-24"
 _SAMPLE = "109 WizardLM odd-idx instructions; PandaLM non-tie items 0-399"
+HEAD = "quality-head@0cbd6159 (all-MiniLM-L6-v2)"
+_RUN_HEAD = "benchmarks/quality_head.py and scoring_validity.py --threads 1, 2026-12-01"
 
 
 def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_prior: float) -> str:
@@ -54,7 +57,16 @@ def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_
 
 # key -> figures, copied from benchmarks/scoring_validity.py runs (provenance in each entry).
 KNOWN: dict[str, Validity] = {
-    # The embedded default (curate.scoring.prior.DEFAULT_PROMPT / DEFAULT_LENGTH_PRIOR). Quality: 0.650 on
+    # The embedded default since the quality head: complexity as below (Gemma, anchored, length prior 0.5),
+    # quality from curate/scoring/head.py, fitted on OASST + constructed failures, measured once on all
+    # 894 PandaLM non-tie items by benchmarks/quality_head.py (same run: longer wins 0.673, gpt-3.5 0.774).
+    scorer_key(GEMMA, HEAD, "complexity: logits+length-prior; quality: head", ANCHORED, 0.5): Validity(
+        0.490,
+        0.713,
+        f"{_RUN_HEAD}; 109 WizardLM odd-idx instructions; PandaLM non-tie items 0-893",
+        {"length_rho": 0.274, "longer_wins": 0.673, "gpt35": 0.774},
+    ),
+    # The embedded default before the quality head (quality_scorer: llm). Quality: 0.650 on
     # items 0-199 (seen when the model was chosen), 0.560 on 200-399 (held out): 0.605 on both.
     scorer_key(GEMMA, GEMMA, "logits+length-prior", ANCHORED, 0.5): Validity(
         0.490, 0.605, f"{_RUN}; {_SAMPLE}"
@@ -81,6 +93,10 @@ def scorer_profile(sc: ScoreConfig, c_cfg: LLMConfig, q_cfg: LLMConfig, method: 
     model, q_model = llm_name(c_cfg), llm_name(q_cfg)
     prior = sc.length_prior if method == "logits" else 0.0
     row_method = method if prior == 0 else f"{method}+length-prior"
+    if sc.quality_scorer == "head":
+        from curate.scoring.head import head_id
+
+        q_model, row_method = head_id(), f"complexity: {row_method}; quality: head"
     from curate.scoring.prior import prompt_id
 
     key = scorer_key(
@@ -101,14 +117,15 @@ def describe_validity(p: Profile) -> str:
         parts.append(f"complexity vs human difficulty Spearman rho = {v.complexity_rho:.2f}")
     if v.quality_agreement is not None:
         parts.append(f"quality agrees with human preference on {100 * v.quality_agreement:.1f}% of pairs")
+    base = v.baselines or BASELINES
     text = f"[bold]scorer validity[/] ({p.key}): " + "; ".join(parts) + f" [dim]({v.provenance})[/]"
     text += (
-        f"\n  for scale: instruction length rho = {BASELINES['length_rho']:.2f}, the longer response wins "
-        f"{100 * BASELINES['longer_wins']:.1f}%, the gpt-3.5-turbo judge {100 * BASELINES['gpt35']:.1f}% (same items)"
+        f"\n  for scale: instruction length rho = {base['length_rho']:.2f}, the longer response wins "
+        f"{100 * base['longer_wins']:.1f}%, the gpt-3.5-turbo judge {100 * base['gpt35']:.1f}% (same items)"
     )
     if v.complexity_rho is not None and v.complexity_rho < 0:
         text += "\n  [yellow]warning:[/] complexity is ANTI-correlated with human difficulty for this scorer"
-    if v.quality_agreement is not None and v.quality_agreement < BASELINES["longer_wins"]:
+    if v.quality_agreement is not None and v.quality_agreement < base["longer_wins"]:
         text += (
             "\n  [yellow]note:[/] these quality scores agree with people less often than response length does"
         )
