@@ -146,11 +146,20 @@ def _run(pipeline: Pipeline, cfg: Config, progress_totals: dict[str, int]) -> li
         transient=False,
     )
     handler = _ProgressHandler(progress, progress_totals)
-    with progress:
-        distiset = runner.run(
-            use_cache=cfg.generate.resume,
-            logging_handlers=[handler],
-        )
+    # distilabel replaces the root logger's handlers with one that feeds its log queue, and leaves it
+    # there after closing the queue: every later log record (sentence-transformers, argilla) would then
+    # print "--- Logging error --- Queue is closed". Restore the root logger as it was.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with progress:
+            distiset = runner.run(
+                use_cache=cfg.generate.resume,
+                logging_handlers=[handler],
+            )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     if getattr(runner, "_stop_called", False):
         # distilabel stops gracefully on Ctrl+C and returns what it has; a partial result must not
         # be written as if complete. The batches done so far are in the cache for --resume.

@@ -9,6 +9,7 @@ from typing import Any
 import argilla as rg
 
 from curate.config import Config, load_config
+from curate.models import EMBEDDED_LLM_NAME
 
 
 def server_config(server, tmp_path: Path, **sections: dict) -> Config:
@@ -70,7 +71,7 @@ def scored_rows(n: int, start: int = 0) -> list[dict]:
             "id": f"row{i}", "instruction": f"Explain topic number {i} in two sentences.", "method": "self-instruct",
             "generations": [f"Topic {i} is short.", f"Topic {i} has a longer, careful explanation."],
             "generation_models": ["gen-small", "gen-large"], "ratings": [rng.randint(1, 5), rng.randint(1, 5)],
-            "judge_model": "judge-x", "complexity": 1 + rng.random() * 5, "quality": 1 + rng.random() * 5,
+            "judge_model": EMBEDDED_LLM_NAME, "complexity": 1 + rng.random() * 5, "quality": 1 + rng.random() * 5,
             "quality_scores": [1 + rng.random() * 5, 1 + rng.random() * 5], "deita_score": rng.random() * 36,
             "dedup_cluster": i, "dedup_cluster_size": 1, "embedding": [rng.random() for _ in range(8)],
         })

@@ -224,9 +224,17 @@ def test_prompt_method_through_the_cli_and_resume(tiny_config, tmp_path: Path):
 def test_magpie(tiny_config):
     from pipelines.instructions import generate_instructions
 
+    import logging
+    from logging.handlers import QueueHandler
+
+    root = logging.getLogger()
+    before = list(root.handlers)
     cfg = _cfg(tiny_config, method="magpie", num_instructions=3, topics=["cooking"])
     ds, stats = generate_instructions(cfg)
     _check_instruction_rows(ds, stats, "magpie")
+    # distilabel's queue handler (its queue closed after the run) must not stay on the root logger:
+    # every later log record would print "--- Logging error ---"
+    assert root.handlers == before and not any(isinstance(h, QueueHandler) for h in root.handlers)
     assert len(ds) >= 1, stats  # Magpie is the method SmolLM2 is best at
     for row in ds:
         params = json.loads(row["generation_params"])

@@ -56,9 +56,19 @@ def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
     return len(pairs[0]["embedding"])
 
 
+_NOT_IN_AGENT = re.compile(r"[^a-zA-Z0-9\-_:./\s]+")
+
+
+def suggestion_agent(model: str | None) -> str:
+    """Argilla accepts only letters, digits and - _ : . / and spaces in a suggestion's agent; model names
+    such as "SmolLM2-135M-Instruct (GGUF, embedded)" are not, and the server refuses the whole record."""
+    agent = " ".join(_NOT_IN_AGENT.sub(" ", model or "").split())
+    return agent if re.search(r"[a-zA-Z0-9]", agent) else "judge"
+
+
 def _record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_vector: bool) -> rg.Record:
     a, b = pr.shown(pair)
-    agent = pair["judge_model"] or "judge"
+    agent = suggestion_agent(pair["judge_model"])
     suggestions = []
     label = pr.judge_label(pair)
     if label is not None:
