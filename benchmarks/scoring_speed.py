@@ -77,9 +77,9 @@ def main() -> None:
         q_c, a_c = ours.truncate(q, sc.max_instruction_tokens)[0], ours.truncate(a, sc.max_response_tokens)[0]
         seqs.append(ours.prompt_ids(ours.tokens.prompt(q_tpl.format(instruction=q_c, output=a_c))))
     n_tokens = sum(len(s) for s in seqs)
-    raw = Llama(model_path=str(ours.llm.model_path), n_ctx=2048, n_batch=512, logits_all=False, verbose=False)
+    raw = Llama(model_path=str(ours.llm.model_path), n_ctx=cfg.n_ctx, n_batch=512, logits_all=False, verbose=False)
     naive = Llama(
-        model_path=str(ours.llm.model_path), n_ctx=2048, n_batch=512, logits_all=True, verbose=False
+        model_path=str(ours.llm.model_path), n_ctx=cfg.n_ctx, n_batch=512, logits_all=True, verbose=False
     )
     ids = list(ours.tokens.ids)
 

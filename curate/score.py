@@ -263,6 +263,8 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     if method == "logits":
         c_llm, q_llm, run_stats = _logit_scores(instructions, llm_responses, sc, c_cfg, q_cfg)
         stats.update(run_stats)
+        if use_head:
+            stats["quality_model"] = profile.quality_model
         complexity = priors.complexity_final(c_llm, instructions, profile)
         quality = None
         if llm_responses is not None:
