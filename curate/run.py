@@ -154,6 +154,20 @@ def model_files(cfg: Config) -> dict[str, Any]:
             files["encoder"]["sha256"] = file_sha256(weights[0])
     else:
         files["encoder"] = {"name": cfg.embeddings.model}
+    from curate.scoring.prior import resolve_scorer
+
+    sc, c_llm, q_llm = resolve_scorer(cfg)
+    for role, llm in (("scorer", c_llm), ("quality_scorer", q_llm)):
+        if role == "quality_scorer" and (llm == c_llm or sc.quality_scorer == "head"):
+            continue
+        files[role] = {"name": llm_name(llm)}
+        if llm.provider == "llamacpp":
+            path = llm_model_path(llm)
+            files[role] |= {"path": str(path), "sha256": file_sha256(path)}
+    if sc.quality_scorer == "head":
+        from curate.scoring.head import HEAD_FILE, head_id
+
+        files["quality_head"] = {"name": head_id(), "path": str(HEAD_FILE), "sha256": file_sha256(HEAD_FILE)}
     return files
 
 

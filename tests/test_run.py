@@ -62,6 +62,8 @@ def test_run_end_to_end_then_skip_then_partial_redo(tmp_path: Path, argilla_serv
     for before, after in zip(STAGES, STAGES[1:]):
         assert manifest["stages"][after]["rows_in"] == manifest["stages"][before]["rows_out"]
     assert manifest["models"]["llm"]["sha256"] and manifest["versions"]["distilabel"]
+    # the scorer's model files too (the embedded default: Gemma for complexity, the quality head)
+    assert manifest["models"]["scorer"]["name"] and manifest["models"]["quality_head"]["sha256"]
     selected = read_rows(run_dir / "05-select")
     assert 0 < len(selected) <= 3
     assert {"deita_score", "dedup_cluster", "embedding", "generations"} <= set(selected.column_names)
