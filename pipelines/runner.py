@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import distilabel.distiset as distiset_module
+import distilabel.pipeline.local as distilabel_local
 from distilabel.pipeline import Pipeline
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -79,6 +82,45 @@ class _ProgressHandler(logging.Handler):
             self.progress.advance(self.tasks[match.group(1)])
 
 
+# Exit code of a pipeline process whose step process died (see _Workers).
+EXIT_STEP_DIED = 70
+
+
+class _Workers(list):
+    """The pool's worker list. The stdlib's worker handler deletes each exited worker from it before
+    starting a replacement: a worker killed by a signal (other than the SIGTERM of the pool's own
+    teardown) or failing is a crashed step, so say so and end the process."""
+
+    def __delitem__(self, i):
+        worker = self[i]
+        if worker.exitcode not in (None, 0, -signal.SIGTERM):
+            print(
+                f"error: a distilabel step process died (pid {worker.pid}, exit code {worker.exitcode}); "
+                "the pipeline would wait for it forever, so generation stops here. Batches done so far "
+                "are cached: fix the cause (see the log above) and re-run to resume.",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_STEP_DIED)
+        super().__delitem__(i)
+
+
+class _WatchedPool(distilabel_local._NoDaemonPool):
+    """distilabel's step pool, ending the process when a step process dies (a crash in the LLM library,
+    the OOM killer) instead of hanging: the pool replaces the dead worker, but the step's batches never
+    come back and distilabel waits for them forever (seen here: llama.cpp faulting in a step left
+    `curate run` idle for good). Batches done so far stay in distilabel's cache for the next run."""
+
+    def _repopulate_pool(self):
+        # Pool.__init__ fills self._pool here, then hands that list to its worker-handler thread.
+        if not isinstance(self._pool, _Workers):
+            self._pool = _Workers(self._pool)
+        return super()._repopulate_pool()
+
+
+distilabel_local._NoDaemonPool = _WatchedPool  # what Pipeline.run instantiates
+
+
 class PipelineInterrupted(KeyboardInterrupt):
     """The run was stopped (Ctrl+C) after caching what it had: re-run with --resume to continue."""
 
@@ -106,16 +148,19 @@ def _run_isolated(build: Callable[[], Pipeline], cfg: Config, progress_totals: d
 
 
 def run_pipeline(
-    build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]
+    build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int], isolate: bool | None = None
 ) -> list[dict[str, Any]]:
     """Build and run (or resume) a pipeline; return its leaf step's rows.
 
     `build` must be picklable (a module-level function or a partial of one): when this process has
     already used llama.cpp (tests, notebooks, `curate run` after scoring), the run happens in a fresh
-    spawned process and the rows are then read back from distilabel's cache here.
+    spawned process and the rows are then read back from distilabel's cache here (`isolate` forces
+    either way). A step process that dies ends the run with an error instead of a hang.
     """
     pipeline = build()  # in this process first: bad config or a missing model fails here, clearly
-    if cfg.generate.ray or not _llama_used_here():
+    if isolate is None:
+        isolate = _llama_used_here()
+    if cfg.generate.ray or not isolate:
         return _run(pipeline, cfg, progress_totals)
     child = mp.get_context("spawn").Process(target=_run_isolated, args=(build, cfg, progress_totals))
     child.start()
@@ -126,6 +171,11 @@ def run_pipeline(
         raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
     if child.exitcode == 130:
         raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+    if child.exitcode == EXIT_STEP_DIED:
+        raise RuntimeError(
+            "a generation step's process died (a crash in the LLM library or the OOM killer; see the log "
+            f"above); re-run to resume from the cache ({cache_dir(cfg)})"
+        )
     if child.exitcode != 0:
         raise RuntimeError(f"the generation pipeline failed (exit code {child.exitcode}); see its log above")
     # The child finished: this run is served from the cache without starting any step.

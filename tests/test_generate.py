@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset
+from distilabel.steps import StepInput, step
 
 from curate.io import load_stats, read_rows, stable_id
 from pipelines.filters import (
@@ -338,3 +339,41 @@ def test_ray_pipeline_on_a_local_head(tiny_config, monkeypatch: pytest.MonkeyPat
         assert stats["generated"] == 2
     finally:
         ray.shutdown()
+
+
+# --- a step process that dies ---------------------------------------------------------------------
+
+def CrashingStep(inputs: StepInput):  # noqa: N802 (becomes a class: distilabel pickles it by name)
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)  # what a segfault in llama.cpp or the OOM killer does to a step
+    yield inputs
+
+
+CrashingStep.__annotations__["inputs"] = StepInput  # distilabel reads the real type (annotations are deferred)
+CrashingStep = step(inputs=["instruction"], outputs=["instruction"])(CrashingStep)
+
+
+def _crashing_pipeline(cfg):
+    from distilabel.steps import LoadDataFromDicts
+
+    from pipelines.runner import make_pipeline
+
+    pipeline = make_pipeline(cfg, "crash-test", [])
+    with pipeline:
+        LoadDataFromDicts(data=[{"instruction": "Say hi."}]) >> CrashingStep(name="crash")
+    return pipeline
+
+
+def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(tiny_config, tmp_path: Path):
+    """distilabel alone waits forever for a dead step (its pool replaces the worker, the batch never
+    returns); the runner's watch ends the pipeline process, and the caller gets a clear error."""
+    from functools import partial
+
+    from curate.config import load_config
+    from pipelines.runner import run_pipeline
+
+    cfg = load_config(overrides={"run": {"runs_dir": str(tmp_path / "runs")}}, environ={})
+    with pytest.raises(RuntimeError, match="step's process died"):
+        run_pipeline(partial(_crashing_pipeline, cfg), cfg, {}, isolate=True)
