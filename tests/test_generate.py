@@ -223,10 +223,10 @@ def test_prompt_method_through_the_cli_and_resume(tiny_config, tmp_path: Path):
 
 @pytest.mark.slow
 def test_magpie(tiny_config):
-    from pipelines.instructions import generate_instructions
-
     import logging
     from logging.handlers import QueueHandler
+
+    from pipelines.instructions import generate_instructions
 
     root = logging.getLogger()
     before = list(root.handlers)
@@ -343,7 +343,7 @@ def test_ray_pipeline_on_a_local_head(tiny_config, monkeypatch: pytest.MonkeyPat
 
 # --- a step process that dies ---------------------------------------------------------------------
 
-def CrashingStep(inputs: StepInput):  # noqa: N802 (becomes a class: distilabel pickles it by name)
+def CrashingStep(inputs: StepInput):  # becomes a class, which distilabel pickles by this name
     import os
     import signal
 
