@@ -35,10 +35,23 @@ _RATIONALE = re.compile(r"rationale\s*[*_]*\s*[:=\-]\s*[*_]*\s*(.*?)(?=\n\s*(?:r
 _PLACEHOLDER = re.compile(r"\[[^\]\n]*[A-Za-z][^\]\n]*\]")
 
 
+# The overall-rating template names each score ("4. **Very Good**: Near perfect, ..."): small judges
+# often answer with the name alone ("Rating: Very Good"), which is the template's own scale.
+RATING_LABELS = {"low quality": 1, "moderate quality": 2, "good": 3, "very good": 4, "excellent": 5}
+_LABEL = re.compile(
+    r"rating\s*[*_]*\s*[:=\-][ \t*_]*(low quality|moderate quality|very good|good|excellent)\b[ \t*_]*(?:\n|$)",
+    re.IGNORECASE,
+)
+
+
 def _rating(section: str) -> tuple[int | None, int]:
-    """The first rating in a section (1..5, integral) and where it ends; (None, 0) if none/invalid."""
+    """The first rating in a section (1..5, integral, or the template's label for one) and where it
+    ends; (None, 0) if none/invalid."""
     section = _PLACEHOLDER.sub(lambda m: " " * len(m.group(0)), section)  # same length: positions hold
     match = _RATING.search(section)
+    label = _LABEL.search(section)
+    if label and (not match or label.start() < match.start()):
+        return RATING_LABELS[label.group(1).lower()], label.end()
     if not match:
         return None, 0
     value, scale = float(match.group(1)), match.group(2)

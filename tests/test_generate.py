@@ -112,6 +112,10 @@ def test_wizardlm_elimination(parent, evolved, answer, reason):
         ("Text 1: Rating: 4\nText 1: Rating: 2\nText 2: Rating: 5", [None, 5]),  # conflicting ratings
         ("Rating: 4\nRationale: a\nRating: 1\nRationale: b", [4, 1]),  # no headers, exactly one each
         ("Rating: 4\nRating: 1\nRating: 3", [None, None]),  # no headers, ambiguous
+        # the template's own names for the scores, alone on the line (SmolLM2 answers like this)
+        ("#### Output for Text 1\nRating: Very Good\nRationale: x\n\n#### Output for Text 2\nRating: **Good**", [4, 3]),
+        ("Text 1\nRating: Excellent\nText 2\nRating: Low Quality", [5, 1]),
+        ("Text 1\nRating: Very good, 3\nText 2\nRating: Good enough to pass", [3, None]),  # number wins; prose is no label
         ("the the the the", [None, None]),
         ("", [None, None]),
     ],
