@@ -98,11 +98,11 @@ def parse_judgement(raw: str | None, n: int) -> tuple[list[int | None], list[str
                 ratings[index], rationales[index] = rating, rationale
         return ratings, rationales
     # No headers: order is the only binding, which is safe only if there is exactly one rating each.
-    matches = list(_RATING.finditer(raw))
-    if len(matches) == n:
-        for index, match in enumerate(matches):
-            end = matches[index + 1].start() if index + 1 < n else len(raw)
-            section = raw[match.start() : end]
+    starts = sorted(m.start() for pattern in (_RATING, _LABEL) for m in pattern.finditer(raw))
+    if len(starts) == n:
+        for index, start in enumerate(starts):
+            end = starts[index + 1] if index + 1 < n else len(raw)
+            section = raw[start:end]
             ratings[index], pos = _rating(section)
             rationales[index] = _rationale(section, pos)
     return ratings, rationales

@@ -115,6 +115,7 @@ def test_wizardlm_elimination(parent, evolved, answer, reason):
         # the template's own names for the scores, alone on the line (SmolLM2 answers like this)
         ("#### Output for Text 1\nRating: Very Good\nRationale: x\n\n#### Output for Text 2\nRating: **Good**", [4, 3]),
         ("Text 1\nRating: Excellent\nText 2\nRating: Low Quality", [5, 1]),
+        ("Rating: Very Good\nRationale: a\nRating: 2\nRationale: b", [4, 2]),  # no headers: labels count too
         ("Text 1\nRating: Very good, 3\nText 2\nRating: Good enough to pass", [3, None]),  # number wins; prose is no label
         ("the the the the", [None, None]),
         ("", [None, None]),
