@@ -142,11 +142,20 @@ def versions() -> dict[str, str]:
 def model_files(cfg: Config) -> dict[str, Any]:
     """The local model files this run uses, with hashes (hosted models are recorded by name)."""
     from curate.models import embedded_encoder_path, file_sha256, llm_model_path, llm_name
+    from curate.scoring.prior import resolve_scorer
 
-    files: dict[str, Any] = {"llm": {"name": llm_name(cfg.llm)}}
-    if cfg.llm.provider == "llamacpp":
-        path = llm_model_path(cfg.llm)
-        files["llm"] |= {"path": str(path), "sha256": file_sha256(path)}
+    hashed: dict[Path, dict[str, str]] = {}  # each file is hashed once, whatever roles it plays
+
+    def llm_file(llm) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": llm_name(llm)}
+        if llm.provider == "llamacpp":
+            path = llm_model_path(llm)
+            if path not in hashed:
+                hashed[path] = {"path": str(path), "sha256": file_sha256(path)}
+            entry |= hashed[path]
+        return entry
+
+    files: dict[str, Any] = {"llm": llm_file(cfg.llm)}
     if cfg.embeddings.model is None:
         weights = sorted(embedded_encoder_path().glob("*.safetensors"))
         files["encoder"] = {"name": "all-MiniLM-L6-v2 (embedded)", "path": str(embedded_encoder_path())}
@@ -154,20 +163,14 @@ def model_files(cfg: Config) -> dict[str, Any]:
             files["encoder"]["sha256"] = file_sha256(weights[0])
     else:
         files["encoder"] = {"name": cfg.embeddings.model}
-    from curate.scoring.prior import resolve_scorer
-
     sc, c_llm, q_llm = resolve_scorer(cfg)
-    for role, llm in (("scorer", c_llm), ("quality_scorer", q_llm)):
-        if role == "quality_scorer" and (llm == c_llm or sc.quality_scorer == "head"):
-            continue
-        files[role] = {"name": llm_name(llm)}
-        if llm.provider == "llamacpp":
-            path = llm_model_path(llm)
-            files[role] |= {"path": str(path), "sha256": file_sha256(path)}
+    files["scorer"] = llm_file(c_llm)
     if sc.quality_scorer == "head":
         from curate.scoring.head import HEAD_FILE, head_id
 
         files["quality_head"] = {"name": head_id(), "path": str(HEAD_FILE), "sha256": file_sha256(HEAD_FILE)}
+    elif q_llm != c_llm:
+        files["quality_scorer"] = llm_file(q_llm)
     return files
 
 
