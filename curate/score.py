@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -283,11 +284,13 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
             sum(x is None for q in quality_lists for x in q) if quality_lists else 0
         )
     if use_head and responses is not None:
+        from curate.models import encode
         from curate.scoring import head
 
         started = time.perf_counter()
-        with console.status(f"quality head on {sum(len(r) for r in responses)} responses"):
-            quality_lists = [[round(x, 4) for x in q] for q in head.quality_scores(instructions, responses)]
+        with_bar = partial(encode, show_progress=True)  # embedding is the head's long step
+        head_scores = head.quality_scores(instructions, responses, with_bar)
+        quality_lists = [[round(x, 4) for x in q] for q in head_scores]
         stats["quality_head_seconds"] = round(time.perf_counter() - started, 2)
 
     quality_col = (

@@ -58,7 +58,10 @@ def features(instructions: Sequence[str], responses: Sequence[str], encode=None)
         from curate.models import encode
     if not len(instructions):
         return np.zeros((0, len(FEATURES)))
-    e_q = encode(list(instructions))
+    # Preference rows repeat their instruction once per response: embed each distinct one once.
+    distinct = list(dict.fromkeys(instructions))
+    row = {q: i for i, q in enumerate(distinct)}
+    e_q = encode(distinct)[[row[q] for q in instructions]]
     e_r = encode(list(responses))
     rows = []
     for q, r, a, b in zip(instructions, responses, e_q, e_r):
