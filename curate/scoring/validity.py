@@ -49,7 +49,10 @@ ANCHORED = "deita-anchored@60e86b15"
 _RUN = "benchmarks/scoring_validity.py --threads 1, --limit 200 and --offset 200 --limit 200, 2026-11-24"
 _SAMPLE = "109 WizardLM odd-idx instructions; PandaLM non-tie items 0-399"
 HEAD = "quality-head@0cbd6159 (all-MiniLM-L6-v2)"
-_RUN_HEAD = "benchmarks/quality_head.py and scoring_validity.py --threads 1, 2026-12-01"
+_RUN_HEAD = (
+    "benchmarks/quality_head.py; scoring_validity.py --skip-quality --threads 2 "
+    "(--wizard <full WizardLM test set> --parity even), 2026-12-01"
+)
 
 
 def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_prior: float) -> str:
@@ -59,8 +62,9 @@ def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_
 # key -> figures, copied from benchmarks/scoring_validity.py runs (provenance in each entry).
 KNOWN: dict[str, Validity] = {
     # The embedded default since the quality head: complexity as below (Gemma, anchored, length prior 0.5),
-    # quality from curate/scoring/head.py, fitted on OASST + constructed failures, measured once on all
-    # 894 PandaLM non-tie items by benchmarks/quality_head.py (same run: longer wins 0.673, gpt-3.5 0.774).
+    # quality from curate/scoring/head.py, fitted on OASST + constructed failures, measured on all 894
+    # PandaLM non-tie items by benchmarks/quality_head.py (same run: longer wins 0.673, gpt-3.5 0.774);
+    # the only other variant ever scored there, without the OASST pairs, gave 0.705.
     # Complexity on the 109 even-idx WizardLM instructions, held out (never looked at while the anchors
     # were written; the odd ones, which were, give 0.495).
     scorer_key(GEMMA, HEAD, "complexity: logits+length-prior; quality: head", ANCHORED, 0.5): Validity(
