@@ -19,6 +19,8 @@ import os
 import re
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,8 @@ class _ProgressHandler(logging.Handler):
 
 # Exit code of a pipeline process whose step process died (see _Workers).
 EXIT_STEP_DIED = 70
+# Exit code of a spawned pipeline process whose parent (`curate`) is gone (see _exit_with_parent).
+EXIT_PARENT_GONE = 71
 
 
 class _Workers(list):
@@ -137,7 +141,20 @@ def _llama_used_here() -> bool:
         return False
 
 
+def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
+    """Watch thread of a spawned pipeline process: once its parent is gone (`curate` killed with SIGKILL
+    has no chance to stop it), end the step processes and this one, instead of generating on for
+    nobody and holding the model's memory. Polling the parent pid works on Linux and macOS alike,
+    where PR_SET_PDEATHSIG is Linux only and would not reach the step processes forked from here."""
+    while os.getppid() == parent:
+        time.sleep(poll)
+    for child in mp.active_children():  # distilabel's step processes and its queue manager
+        child.kill()
+    os._exit(EXIT_PARENT_GONE)
+
+
 def _run_isolated(build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]) -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     # A spawned child inherits "spawn" as its start method; distilabel's step pool must fork (its
     # queues are fork-context objects), which is safe here: this process has not loaded llama.cpp.
     mp.set_start_method("fork", force=True)
@@ -155,7 +172,8 @@ def run_pipeline(
     `build` must be picklable (a module-level function or a partial of one): when this process has
     already used llama.cpp (tests, notebooks, `curate run` after scoring), the run happens in a fresh
     spawned process and the rows are then read back from distilabel's cache here (`isolate` forces
-    either way). A step process that dies ends the run with an error instead of a hang.
+    either way). A step process that dies ends the run with an error instead of a hang, and the spawned
+    process ends with its step processes if this one is killed.
     """
     pipeline = build()  # in this process first: bad config or a missing model fails here, clearly
     if isolate is None:

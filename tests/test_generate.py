@@ -382,3 +382,74 @@ def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(tiny_co
     cfg = load_config(overrides={"run": {"runs_dir": str(tmp_path / "runs")}}, environ={})
     with pytest.raises(RuntimeError, match="step's process died"):
         run_pipeline(partial(_crashing_pipeline, cfg), cfg, {}, isolate=True)
+
+
+# --- curate killed while a spawned pipeline runs ----------------------------------------------------
+
+_ORPHAN_SCRIPT = '''
+import os, sys, time
+from functools import partial
+from distilabel.steps import LoadDataFromDicts, StepInput, step
+
+from curate.config import load_config
+from pipelines.runner import make_pipeline, run_pipeline
+
+MARK = sys.argv[1]
+
+
+def Sleeping(inputs: StepInput):
+    open(MARK, "w").write(str(os.getpid()))  # the step is running: the test may now kill this script
+    time.sleep(600)
+    yield inputs
+
+
+Sleeping.__annotations__["inputs"] = StepInput
+Sleeping = step(inputs=["instruction"], outputs=["instruction"])(Sleeping)
+
+
+def build(cfg):
+    pipeline = make_pipeline(cfg, "orphan-test", [])
+    with pipeline:
+        LoadDataFromDicts(data=[{"instruction": "Say hi."}]) >> Sleeping(name="sleep")
+    return pipeline
+
+
+if __name__ == "__main__":
+    cfg = load_config(overrides={"run": {"runs_dir": sys.argv[2]}}, environ={})
+    run_pipeline(partial(build, cfg), cfg, {}, isolate=True)
+'''
+
+
+def test_killing_curate_ends_its_spawned_pipeline_and_step_processes(tmp_path: Path):
+    """`curate` killed with SIGKILL cannot stop its spawned pipeline process; without the runner's parent
+    watch that process and its step processes run on (seen: a crashed run's processes stayed until
+    killed by hand)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script, mark = tmp_path / "run_sleeping.py", tmp_path / "step-started"
+    script.write_text(_ORPHAN_SCRIPT)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen([sys.executable, str(script), str(mark), str(tmp_path / "runs")], env=env, cwd=repo)
+    try:
+        while not mark.exists():  # no deadline: a run that never starts its step fails the suite's timeout
+            assert proc.poll() is None, f"the pipeline script exited with {proc.returncode} before its step ran"
+            time.sleep(0.2)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        step_pid = int(mark.read_text())
+        assert step_pid in {p.pid for p in descendants}
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(descendants, timeout=60)
+        assert not alive, f"processes outlived the killed parent: {[(p.pid, p.name()) for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in locals().get("descendants", []):  # orphans of a failed run: not left behind
+            if p.is_running():
+                p.kill()
