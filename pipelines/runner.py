@@ -105,8 +105,16 @@ class _Workers(list):
                 file=sys.stderr,
                 flush=True,
             )
-            os._exit(EXIT_STEP_DIED)
+            _exit_with_children(EXIT_STEP_DIED)
         super().__delitem__(i)
+
+
+def _exit_with_children(code: int) -> None:
+    """End this process now, and the processes it started first: the other step processes and
+    distilabel's queue manager, which os._exit alone would leave running (orphans holding memory)."""
+    for child in mp.active_children():
+        child.kill()
+    os._exit(code)
 
 
 class _WatchedPool(distilabel_local._NoDaemonPool):
@@ -148,9 +156,7 @@ def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
     where PR_SET_PDEATHSIG is Linux only and would not reach the step processes forked from here."""
     while os.getppid() == parent:
         time.sleep(poll)
-    for child in mp.active_children():  # distilabel's step processes and its queue manager
-        child.kill()
-    os._exit(EXIT_PARENT_GONE)
+    _exit_with_children(EXIT_PARENT_GONE)
 
 
 def _run_isolated(build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]) -> None:

@@ -376,12 +376,29 @@ def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(tiny_co
     returns); the runner's watch ends the pipeline process, and the caller gets a clear error."""
     from functools import partial
 
+    import psutil
+
     from curate.config import load_config
     from pipelines.runner import run_pipeline
 
     cfg = load_config(overrides={"run": {"runs_dir": str(tmp_path / "runs")}}, environ={})
+    started = time.time()
     with pytest.raises(RuntimeError, match="step's process died"):
         run_pipeline(partial(_crashing_pipeline, cfg), cfg, {}, isolate=True)
+    # The pipeline process is gone, and so is everything it started (distilabel's queue manager, the
+    # other step processes): orphans of this run would be new multiprocessing processes outside ours.
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    strays = [
+        p
+        for p in psutil.process_iter(["create_time", "cmdline"])
+        if p.info["create_time"] >= started - 1
+        and "multiprocessing" in " ".join(p.info["cmdline"] or [])
+        and p.pid not in ours
+    ]
+    _, alive = psutil.wait_procs(strays, timeout=30)
+    for p in alive:
+        p.kill()
+    assert not alive, f"processes of the crashed run outlived it: {[p.pid for p in alive]}"
 
 
 # --- curate killed while a spawned pipeline runs ----------------------------------------------------
