@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class _ProgressHandler(logging.Handler):
 
 # Exit code of a pipeline process whose step process died (see _Workers).
 EXIT_STEP_DIED = 70
-# Exit code of a spawned pipeline process whose parent (`curate`) is gone (see _exit_with_parent).
+# Exit code of a pipeline, step or queue-manager process whose parent is gone (see _exit_with_parent).
 EXIT_PARENT_GONE = 71
 
 
@@ -123,6 +124,10 @@ class _WatchedPool(distilabel_local._NoDaemonPool):
     come back and distilabel waits for them forever (seen here: llama.cpp faulting in a step left
     `curate run` idle for good). Batches done so far stay in distilabel's cache for the next run."""
 
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+        # Every step process also ends when the process that started it is gone (see _exit_with_parent).
+        super().__init__(processes, _init_watched, (os.getpid(), initializer, tuple(initargs)), maxtasksperchild)
+
     def _repopulate_pool(self):
         # Pool.__init__ fills self._pool here, then hands that list to its worker-handler thread.
         if not isinstance(self._pool, _Workers):
@@ -130,7 +135,28 @@ class _WatchedPool(distilabel_local._NoDaemonPool):
         return super()._repopulate_pool()
 
 
+def _init_watched(parent: int, initializer: Callable[..., object] | None, initargs: tuple) -> None:
+    _watch_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class _WatchedMultiprocessing:
+    """The `multiprocessing` that distilabel's local pipeline sees: the same, except that the queue
+    manager process of `Manager()` also ends when the process that started it is gone."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(mp, name)
+
+    @staticmethod
+    def Manager() -> SyncManager:
+        manager = SyncManager(ctx=mp.get_context())
+        manager.start(_watch_parent, (os.getpid(),))
+        return manager
+
+
 distilabel_local._NoDaemonPool = _WatchedPool  # what Pipeline.run instantiates
+distilabel_local.mp = _WatchedMultiprocessing()  # whose Manager() Pipeline.run starts
 
 
 class PipelineInterrupted(KeyboardInterrupt):
@@ -150,17 +176,26 @@ def _llama_used_here() -> bool:
 
 
 def _exit_with_parent(parent: int, poll: float = 1.0) -> None:
-    """Watch thread of a spawned pipeline process: once its parent is gone (`curate` killed with SIGKILL
-    has no chance to stop it), end the step processes and this one, instead of generating on for
-    nobody and holding the model's memory. Polling the parent pid works on Linux and macOS alike,
-    where PR_SET_PDEATHSIG is Linux only and would not reach the step processes forked from here."""
+    """Watch thread of a process curate starts for a pipeline (the spawned pipeline process, a step
+    process, distilabel's queue manager): once its parent is gone (`curate` killed with SIGKILL has no
+    chance to stop them), end this process and what it started, instead of generating on for nobody
+    and holding the model's memory. Polling the parent pid works on Linux and macOS alike, where
+    PR_SET_PDEATHSIG is Linux only and is cleared in forked children."""
     while os.getppid() == parent:
         time.sleep(poll)
     _exit_with_children(EXIT_PARENT_GONE)
 
 
-def _run_isolated(build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int]) -> None:
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+def _watch_parent(parent: int) -> None:
+    """Start the watch of _exit_with_parent in this process (`parent` is passed in, not read here, so a
+    parent that dies before this runs is noticed too)."""
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _run_isolated(
+    build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int], parent: int
+) -> None:
+    _watch_parent(parent)
     # A spawned child inherits "spawn" as its start method; distilabel's step pool must fork (its
     # queues are fork-context objects), which is safe here: this process has not loaded llama.cpp.
     mp.set_start_method("fork", force=True)
@@ -178,15 +213,15 @@ def run_pipeline(
     `build` must be picklable (a module-level function or a partial of one): when this process has
     already used llama.cpp (tests, notebooks, `curate run` after scoring), the run happens in a fresh
     spawned process and the rows are then read back from distilabel's cache here (`isolate` forces
-    either way). A step process that dies ends the run with an error instead of a hang, and the spawned
-    process ends with its step processes if this one is killed.
+    either way). A step process that dies ends the run with an error instead of a hang, and whatever
+    runs the pipeline ends soon after this process if it is killed.
     """
     pipeline = build()  # in this process first: bad config or a missing model fails here, clearly
     if isolate is None:
         isolate = _llama_used_here()
     if cfg.generate.ray or not isolate:
         return _run(pipeline, cfg, progress_totals)
-    child = mp.get_context("spawn").Process(target=_run_isolated, args=(build, cfg, progress_totals))
+    child = mp.get_context("spawn").Process(target=_run_isolated, args=(build, cfg, progress_totals, os.getpid()))
     child.start()
     try:
         child.join()

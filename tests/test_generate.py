@@ -433,14 +433,15 @@ def build(cfg):
 
 if __name__ == "__main__":
     cfg = load_config(overrides={"run": {"runs_dir": sys.argv[2]}}, environ={})
-    run_pipeline(partial(build, cfg), cfg, {}, isolate=True)
+    run_pipeline(partial(build, cfg), cfg, {}, isolate=sys.argv[3] == "isolated")
 '''
 
 
-def test_killing_curate_ends_its_spawned_pipeline_and_step_processes(tmp_path: Path):
-    """`curate` killed with SIGKILL cannot stop its spawned pipeline process; without the runner's parent
-    watch that process and its step processes run on (seen: a crashed run's processes stayed until
-    killed by hand)."""
+@pytest.mark.parametrize("mode", ["isolated", "in-process"])
+def test_killing_curate_ends_its_pipeline_and_step_processes(tmp_path: Path, mode: str):
+    """`curate` killed with SIGKILL cannot stop what it started: the spawned pipeline process (isolated),
+    distilabel's step processes and its queue manager. Without the runner's parent watches they run
+    on (seen: a crashed run's processes stayed until killed by hand)."""
     import os
     import signal
     import subprocess
@@ -452,7 +453,7 @@ def test_killing_curate_ends_its_spawned_pipeline_and_step_processes(tmp_path: P
     script.write_text(_ORPHAN_SCRIPT)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.Popen([sys.executable, str(script), str(mark), str(tmp_path / "runs")], env=env, cwd=repo)
+    proc = subprocess.Popen([sys.executable, str(script), str(mark), str(tmp_path / "runs"), mode], env=env, cwd=repo)
     try:
         while not mark.exists():  # a script that fails exits, and the assert below reports it
             assert proc.poll() is None, f"the pipeline script exited with {proc.returncode} before its step ran"
