@@ -4,6 +4,7 @@ preference pipeline on the real embedded SmolLM2 (tiny inputs, 48 new tokens).""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -371,9 +372,12 @@ def _crashing_pipeline(cfg):
     return pipeline
 
 
-def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(tiny_config, tmp_path: Path):
+def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(
+    tiny_config, tmp_path: Path, monkeypatch
+):
     """distilabel alone waits forever for a dead step (its pool replaces the worker, the batch never
     returns); the runner's watch ends the pipeline process, and the caller gets a clear error."""
+    import uuid
     from functools import partial
 
     import psutil
@@ -381,20 +385,23 @@ def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(tiny_co
     from curate.config import load_config
     from pipelines.runner import run_pipeline
 
+    # Every process this run starts inherits the mark, and no other process has it: after the crash,
+    # any process left with it is an orphan of this run (the pipeline process itself is gone).
+    mark = f"crash-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("CURATE_TEST_RUN", mark)
     cfg = load_config(overrides={"run": {"runs_dir": str(tmp_path / "runs")}}, environ={})
-    started = time.time()
     with pytest.raises(RuntimeError, match="step's process died"):
         run_pipeline(partial(_crashing_pipeline, cfg), cfg, {}, isolate=True)
-    # The pipeline process is gone, and so is everything it started (distilabel's queue manager, the
-    # other step processes): orphans of this run would be new multiprocessing processes outside ours.
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
-    strays = [
-        p
-        for p in psutil.process_iter(["create_time", "cmdline"])
-        if p.info["create_time"] >= started - 1
-        and "multiprocessing" in " ".join(p.info["cmdline"] or [])
-        and p.pid not in ours
-    ]
+
+    ours = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}  # e.g. its resource tracker
+
+    def marked(p: psutil.Process) -> bool:
+        try:
+            return p.pid not in ours and p.environ().get("CURATE_TEST_RUN") == mark
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            return False
+
+    strays = [p for p in psutil.process_iter() if marked(p)]
     _, alive = psutil.wait_procs(strays, timeout=30)
     for p in alive:
         p.kill()
