@@ -610,6 +610,29 @@ def test_distribution_change_runs_on_the_worker(ctx: Ctx):
 # Restart safety and crash reporting (own data dir)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="start ticks are read from Linux's /proc")
+def test_a_piece_is_known_by_its_start_not_by_the_wall_clock(tmp_path: Path):
+    """psutil's create_time moves by a second when the wall clock is stepped (it adds /proc/stat's
+    whole-second boot time): a live server must still count as running, and a reused pid must not."""
+    import sys
+
+    import psutil
+
+    from curate.server import launcher
+
+    entry = launcher._spawn(
+        [sys.executable, "-c", "import time; time.sleep(120)"], tmp_path / "piece.log", dict(os.environ), tmp_path
+    )
+    try:
+        assert entry["start_ticks"] is not None and launcher._is_ours(entry)
+        assert launcher._is_ours({**entry, "create_time": entry["create_time"] + 1.0})  # clock stepped
+        assert not launcher._is_ours({**entry, "start_ticks": entry["start_ticks"] - 1})  # another process
+    finally:
+        psutil.Process(entry["pid"]).kill()
+    psutil.Process(entry["pid"]).wait()
+    assert not launcher._is_ours(entry)
+
+
 def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
     import argilla as rg
 

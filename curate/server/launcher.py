@@ -174,6 +174,18 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
+def _start_ticks(pid: int) -> int | None:
+    """Linux: when the process started, in clock ticks after boot (/proc/PID/stat, field 22). psutil's
+    create_time adds this to /proc/stat's whole-second boot time, which moves by a second when the wall
+    clock is stepped: then a live server compared by create_time counts as dead (seen here: a second
+    server started next to the first, and `curate server stop` left three processes running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)" start at field 3
+
+
 def _is_ours(entry: dict | None) -> bool:
     """True when the recorded process is still alive and is the one we started (not a reused PID)."""
     if not entry:
@@ -182,7 +194,9 @@ def _is_ours(entry: dict | None) -> bool:
         proc = psutil.Process(entry["pid"])
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return abs(proc.create_time() - entry["create_time"]) < 0.5
+        if entry.get("start_ticks") is not None and (ticks := _start_ticks(entry["pid"])) is not None:
+            return ticks == entry["start_ticks"]
+        return abs(proc.create_time() - entry["create_time"]) < 0.5  # not Linux, or a state file before ticks
     except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
         return False
 
@@ -196,7 +210,12 @@ def _spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
             start_new_session=True,  # own process group: stop() signals exactly this group
         )
-    return {"pid": proc.pid, "create_time": _create_time(proc.pid) or time.time(), "log": str(log)}
+    return {
+        "pid": proc.pid,
+        "create_time": _create_time(proc.pid) or time.time(),
+        "start_ticks": _start_ticks(proc.pid),
+        "log": str(log),
+    }
 
 
 def _terminate(entry: dict | None, timeout: float = 20.0) -> bool:
