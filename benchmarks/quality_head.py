@@ -12,10 +12,13 @@ the one the human majority preferred; in the same run "the longer response wins"
     python benchmarks/quality_head.py          # evaluate the shipped head
     python benchmarks/quality_head.py --fit    # refit and write curate/data/quality_head.json
     python benchmarks/quality_head.py --cv     # model choice on the training data only (no PandaLM)
+    python benchmarks/quality_head.py --cv --small-model 500   # also the mix with small-model pairs
 
 `--cv` compares the five-feature head with heads that also see the embeddings themselves (the
 response's, and its element-wise product with the instruction's), by 5-fold cross-validation on the
-training pairs, grouped by OASST tree: which design to ship is decided there, never on PandaLM.
+training pairs, grouped by OASST tree: which design to ship is decided there, never on PandaLM. With
+`--small-model N` it also scores, and can train on, N pool references paired against SmolLM2-135M's
+own answer (generated once, about 25 min on 2 cores, cached under ~/.cache/curate/quality-head).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from curate.scoring.prompts import join_instruction
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 FAILURES = ("offtopic", "truncated", "loop", "parrot", "run-on")
+SMALL_MODEL_PAIRS = 0  # the shipped head's training mix: no small-model pairs
 
 
 def oasst_pairs(trees: list[int] | None = None) -> list[tuple[str, str, str]]:
@@ -65,11 +69,7 @@ def oasst_pairs(trees: list[int] | None = None) -> list[tuple[str, str, str]]:
 
 def constructed_pairs(seed: int = 0) -> list[tuple[str, str, str]]:
     rng = np.random.default_rng(seed)
-    alpaca = json.loads((DATA / "instructions/alpaca/alpaca_en_demo.json").read_text("utf-8"))
-    lima = json.loads((DATA / "instructions/lima/lima_llamafactory.json").read_text("utf-8"))
-    pool = [(join_instruction(r["instruction"], r.get("input")), r["output"]) for r in alpaca]
-    pool += [(r["instruction"], r["output"]) for r in lima if not r.get("history")]
-    pool = [p for p in pool if len(p[1].split()) >= 8]
+    pool = response_pool()
     out = []
     for i, (q, r) in enumerate(pool):
         kind, words = FAILURES[i % len(FAILURES)], r.split()
@@ -87,6 +87,51 @@ def constructed_pairs(seed: int = 0) -> list[tuple[str, str, str]]:
             bad = " ".join(words[: len(words) // 2]) + "\n\n### Instruction:\n" + other
         out.append((q, r, bad))
     return out
+
+
+def response_pool() -> list[tuple[str, str]]:
+    """(instruction, reference response) of the Alpaca demo and LIMA single-turn rows of 8+ words."""
+    alpaca = json.loads((DATA / "instructions/alpaca/alpaca_en_demo.json").read_text("utf-8"))
+    lima = json.loads((DATA / "instructions/lima/lima_llamafactory.json").read_text("utf-8"))
+    pool = [(join_instruction(r["instruction"], r.get("input")), r["output"]) for r in alpaca]
+    pool += [(r["instruction"], r["output"]) for r in lima if not r.get("history")]
+    return [p for p in pool if len(p[1].split()) >= 8]
+
+
+def small_model_pairs(n: int = 500, seed: int = 1) -> list[tuple[str, str, str]]:
+    """(instruction, reference, SmolLM2-135M's own response) for n pool rows: the reference is taken to
+    win, SPIN's assumption (Chen et al. 2024, "Self-Play Fine-Tuning"). These are realistic weak
+    answers (wrong, rambling, vague) where the constructed failures are blatant. The responses are
+    generated once with the embedded model and the pipeline's sampling defaults, then cached outside
+    the repository (the instructions' licences are non-commercial: nothing of them is shipped)."""
+    from llama_cpp import Llama
+
+    from curate.models import embedded_gguf_path, file_sha256
+
+    pool = response_pool()
+    rows = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n]]
+    gguf = embedded_gguf_path()
+    cache = Path.home() / ".cache/curate/quality-head" / f"smollm2-{file_sha256(gguf)[:8]}-seed{seed}.jsonl"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if cache.exists():
+        for line in cache.read_text("utf-8").splitlines():
+            r = json.loads(line)
+            done[r["instruction"]] = r["response"]
+    todo = [q for q, _ in rows if q not in done]
+    if todo:
+        llm = Llama(model_path=str(gguf), n_ctx=2048, verbose=False, seed=seed)
+        with cache.open("a", encoding="utf-8") as out:
+            for k, q in enumerate(todo):
+                answer = llm.create_chat_completion(
+                    [{"role": "user", "content": q}], temperature=0.7, top_p=0.95, max_tokens=256, seed=seed + k
+                )["choices"][0]["message"]["content"]
+                done[q] = answer
+                out.write(json.dumps({"instruction": q, "response": answer}) + "\n")
+                out.flush()
+                print(f"\rsmall-model responses: {len(done)}/{n}", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+    return [(q, r, done[q]) for q, r in rows if done[q].strip()]
 
 
 def pandalm() -> tuple[list[str], list[list[str]], np.ndarray, tuple[float, float, int]]:
@@ -116,9 +161,10 @@ def agreement(scores: np.ndarray, winner: np.ndarray) -> float:
     return float(np.mean(np.where(diff == 0, 0.5, (diff > 0) == (winner == 1))))
 
 
-def fit_head() -> None:
+def fit_head(small: int) -> None:
     oasst, made = oasst_pairs(), constructed_pairs()
-    pairs = oasst + made
+    weak = small_model_pairs(small) if small else []
+    pairs = oasst + made + weak
     better = head.features([p[0] for p in pairs], [p[1] for p in pairs])
     worse = head.features([p[0] for p in pairs], [p[2] for p in pairs])
     coef = head.fit(better, worse)
@@ -132,7 +178,8 @@ def fit_head() -> None:
         "utility": {"mean": round(float(u.mean()), 6), "std": round(float(u.std()), 6)},
         "encoder": "all-MiniLM-L6-v2",
         "trained_on": f"{len(oasst)} OASST en_100 ranked sibling pairs (CC BY 4.0) + {len(made)} Alpaca demo / "
-        "LIMA single-turn responses vs constructed failures (" + ", ".join(FAILURES) + ")",
+        "LIMA single-turn responses vs constructed failures (" + ", ".join(FAILURES) + ")"
+        + (f" + {len(weak)} of those responses vs SmolLM2-135M-Instruct's own answer to the row" if weak else ""),
         "training_pair_accuracy": round(train_acc, 4),
         "fitted": date.today().isoformat(),
     }
@@ -141,53 +188,69 @@ def fit_head() -> None:
     head.load_head.cache_clear()
 
 
-def cross_validate(folds: int = 5, seed: int = 0) -> None:
-    """Held-out pair accuracy of candidate head designs on the training data (grouped k-fold)."""
+def cross_validate(folds: int = 5, seed: int = 0, small: int = 0) -> None:
+    """Held-out pair accuracy of candidate head designs and training mixes (grouped k-fold)."""
     from curate.models import encode
 
     trees: list[int] = []
     oasst, made = oasst_pairs(trees), constructed_pairs()
-    pairs = oasst + made
+    weak = small_model_pairs(small) if small else []
+    row = {}
+    for i, (q, _) in enumerate(response_pool()):  # constructed_pairs makes one pair per pool row, in order
+        row.setdefault(q, i)
+    pairs = oasst + made + weak
+    source = np.array(["OASST"] * len(oasst) + ["constructed"] * len(made) + ["small-model"] * len(weak))
+    # Groups: an OASST tree; ten consecutive pool rows (a row's constructed and small-model pairs share
+    # its instruction and reference, so they are always on the same side of a split).
+    groups = np.r_[trees, 1000 + np.arange(len(made)) // 10, 1000 + np.array([row[p[0]] for p in weak], int) // 10]
     q, a, b = ([p[i] for p in pairs] for i in range(3))
     fa, fb = head.features(q, a), head.features(q, b)
     eq, ea, eb = encode(q), encode(a), encode(b)
-    # Groups: an OASST tree; ten consecutive constructed rows (so no row is on both sides of a split).
-    groups = np.r_[trees, 1000 + np.arange(len(made)) // 10]
     rng = np.random.default_rng(seed)
     distinct = np.unique(groups)
     fold = dict(zip(distinct, rng.integers(0, folds, len(distinct))))
     fold_of = np.array([fold[g] for g in groups])
-    is_oasst = np.r_[np.ones(len(oasst), bool), np.zeros(len(made), bool)]
-    designs = {
-        "five features (shipped)": (lambda f, e_q, e_r: f, [1.0]),
-        "+ response embedding": (lambda f, e_q, e_r: np.c_[f, e_r], [0.03, 0.1, 0.3, 1.0, 3.0]),
-        "+ instruction x response embedding": (lambda f, e_q, e_r: np.c_[f, e_q * e_r], [0.03, 0.1, 0.3, 1.0, 3.0]),
+    cs = [0.03, 0.1, 0.3, 1.0, 3.0]
+    candidates = {  # name: (features of a response, Cs, sources trained on)
+        "five features (shipped)": (lambda f, e_q, e_r: f, [1.0], ("OASST", "constructed")),
+        "+ response embedding": (lambda f, e_q, e_r: np.c_[f, e_r], cs, ("OASST", "constructed")),
+        "+ instruction x response embedding": (lambda f, e_q, e_r: np.c_[f, e_q * e_r], cs, ("OASST", "constructed")),
+        "five features, + small-model pairs": (lambda f, e_q, e_r: f, [1.0], ("OASST", "constructed", "small-model")),
     }
-    print(f"{folds}-fold CV on {len(oasst)} OASST + {len(made)} constructed pairs (grouped); held-out accuracy")
-    print(f"  {'design':36s} {'C':>5s} {'OASST':>7s} {'constructed':>12s}")
-    for name, (design, cs) in designs.items():
+    names = list(dict.fromkeys(source))
+    print(f"{folds}-fold CV, grouped: " + ", ".join(f"{(source == n).sum()} {n}" for n in names) + " pairs")
+    print(f"  held-out accuracy: {'design':36s} {'C':>5s} " + " ".join(f"{n:>12s}" for n in names))
+    for name, (design, c_values, trained_on) in candidates.items():
+        if not weak and "small-model" in trained_on:
+            continue
         xa, xb = design(fa, eq, ea), design(fb, eq, eb)
-        for c in cs:
+        used = np.isin(source, trained_on)
+        for c in c_values:
             hit = np.zeros(len(pairs), bool)
             for k in range(folds):
-                train, test = fold_of != k, fold_of == k
+                train, test = (fold_of != k) & used, fold_of == k
                 w = head.fit(xa[train], xb[train], c=c)
                 hit[test] = (xa[test] - xb[test]) @ w > 0
-            print(f"  {name:36s} {c:5g} {hit[is_oasst].mean():7.3f} {hit[~is_oasst].mean():12.3f}", flush=True)
+            row_text = " ".join(f"{hit[source == n].mean():12.3f}" for n in names)
+            print(f"  {'':19s}{name:36s} {c:5g} {row_text}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fit", action="store_true", help="Refit on the training data and write the weights.")
     ap.add_argument("--cv", action="store_true", help="Compare head designs by CV on the training data, then stop.")
+    ap.add_argument(
+        "--small-model", type=int, default=SMALL_MODEL_PAIRS, metavar="N",
+        help="Pool rows whose reference is paired against SmolLM2's own answer (generated once, cached; 0: none).",
+    )
     args = ap.parse_args()
     if args.cv:
-        cross_validate()
+        cross_validate(small=args.small_model)
         return
     if not (DATA / "preference/pandalm/testset-v1.json").exists():
         sys.exit(f"data not found under {DATA} (set CURATE_SHARED_DATA)")
     if args.fit:
-        fit_head()
+        fit_head(args.small_model)
     questions, pairs, winner, gpt = pandalm()
     scores = np.array(head.quality_scores(questions, pairs))
     lengths = np.array([[len(a.split()), len(b.split())] for a, b in pairs], dtype=float)
