@@ -28,7 +28,6 @@ import json
 import os
 import re
 import sys
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -38,10 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from scoring_validity import DATA, PANDALM, agreement, gpt_agreement, pandalm  # the same items and measure
+
 from curate.scoring import head
 from curate.scoring.prompts import join_instruction
 
-DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 FAILURES = ("offtopic", "truncated", "loop", "parrot", "run-on")
 SMALL_MODEL_PAIRS = 0  # the shipped head's training mix: no small-model pairs
 
@@ -134,33 +134,6 @@ def small_model_pairs(n: int = 500, seed: int = 1) -> list[tuple[str, str, str]]
     return [(q, r, done[q]) for q, r in rows if done[q].strip()]
 
 
-def pandalm() -> tuple[list[str], list[list[str]], np.ndarray, tuple[float, float, int]]:
-    rows = json.loads((DATA / "preference/pandalm/testset-v1.json").read_text("utf-8"))
-    gpt = {
-        r["idx"]: str(r["gpt_result"])
-        for r in json.loads((DATA / "preference/pandalm/gpt-3.5-turbo-testset-v1.json").read_text("utf-8"))
-    }
-    questions, pairs, winner, gpt_hits, gpt_decided = [], [], [], [], []
-    for r in rows:
-        label, count = Counter([r["annotator1"], r["annotator2"], r["annotator3"]]).most_common(1)[0]
-        if count < 2 or label not in (1, 2):
-            continue
-        questions.append(join_instruction(str(r["instruction"]), str(r["input"]) if r["input"] else None))
-        pairs.append([str(r["response1"]), str(r["response2"])])
-        winner.append(label)
-        gpt_hits.append(gpt.get(r["idx"]) == str(label))
-        gpt_decided.append(gpt.get(r["idx"]) in ("1", "2"))
-    hits, decided = np.array(gpt_hits), np.array(gpt_decided)
-    # gpt-3.5 says "Tie" or nothing usable on some items: a miss here (a scorer always decides), and
-    # also shown on its decided items only (the 81.4% quoted in issue 3 is that figure).
-    return questions, pairs, np.array(winner), (float(hits.mean()), float(hits[decided].mean()), int(decided.sum()))
-
-
-def agreement(scores: np.ndarray, winner: np.ndarray) -> float:
-    diff = scores[:, 0] - scores[:, 1]
-    return float(np.mean(np.where(diff == 0, 0.5, (diff > 0) == (winner == 1))))
-
-
 def fit_head(small: int) -> None:
     oasst, made = oasst_pairs(), constructed_pairs()
     weak = small_model_pairs(small) if small else []
@@ -247,11 +220,12 @@ def main() -> None:
     if args.cv:
         cross_validate(small=args.small_model)
         return
-    if not (DATA / "preference/pandalm/testset-v1.json").exists():
+    if not PANDALM.exists():
         sys.exit(f"data not found under {DATA} (set CURATE_SHARED_DATA)")
     if args.fit:
         fit_head(args.small_model)
-    questions, pairs, winner, gpt = pandalm()
+    idx, questions, pairs, winner = pandalm(None)
+    gpt = gpt_agreement(idx, winner)
     scores = np.array(head.quality_scores(questions, pairs))
     lengths = np.array([[len(a.split()), len(b.split())] for a, b in pairs], dtype=float)
     print(f"PandaLM non-tie items: {len(pairs)}; quality agreement with the human majority")
