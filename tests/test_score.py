@@ -241,6 +241,19 @@ def test_quality_head_text_features_see_loops_parroting_and_run_ons():
     assert w["repetition"] < 0 and w["copied_prompt"] < 0 and w["template_artifact"] < 0
 
 
+def test_quality_head_fit_weighs_pairs_as_if_repeated_or_left_out():
+    from curate.scoring.head import fit
+
+    rng = np.random.default_rng(0)
+    better, worse = rng.normal(size=(60, 3)) + [0.5, 0.0, -0.3], rng.normal(size=(60, 3))
+    plain = fit(better, worse)
+    left_out = fit(better, worse, weight=np.r_[np.ones(40), np.zeros(20)])
+    assert np.allclose(left_out, fit(better[:40], worse[:40]), atol=1e-4)
+    doubled = fit(better, worse, weight=np.r_[np.full(10, 2.0), np.ones(50)])
+    assert np.allclose(doubled, fit(np.r_[better[:10], better], np.r_[worse[:10], worse]), atol=1e-4)
+    assert not np.allclose(left_out, plain, atol=1e-3)
+
+
 @pytest.mark.slow
 def test_quality_head_prefers_the_real_answer_to_each_failure_with_the_real_encoder():
     from curate.scoring.head import quality_scores

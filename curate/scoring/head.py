@@ -111,11 +111,13 @@ def quality_scores(
     return [[next(values) for _ in rs] for rs in responses]
 
 
-def fit(better: np.ndarray, worse: np.ndarray, c: float = 1.0) -> np.ndarray:
-    """Bradley-Terry weights: P(a beats b) = sigmoid(w . (f_a - f_b)), fitted symmetrically, no intercept."""
+def fit(better: np.ndarray, worse: np.ndarray, c: float = 1.0, weight: np.ndarray | None = None) -> np.ndarray:
+    """Bradley-Terry weights: P(a beats b) = sigmoid(w . (f_a - f_b)), fitted symmetrically, no intercept;
+    `weight` optionally weighs each pair (e.g. to give every training source the same total weight)."""
     from sklearn.linear_model import LogisticRegression
 
     diff = better - worse
     x = np.vstack([diff, -diff])
     y = np.r_[np.ones(len(diff)), np.zeros(len(diff))]
-    return LogisticRegression(fit_intercept=False, C=c, max_iter=1000).fit(x, y).coef_[0]
+    w = None if weight is None else np.r_[weight, weight]
+    return LogisticRegression(fit_intercept=False, C=c, max_iter=1000).fit(x, y, sample_weight=w).coef_[0]
