@@ -20,7 +20,7 @@ response's, and its element-wise product with the instruction's), by 5-fold cros
 training pairs, grouped by OASST tree: which design to ship is decided there, never on PandaLM. With
 `--small-model N` it also scores, and can train on, N pool references paired against SmolLM2-135M's
 own answer (generated once, about 25 min on 2 cores, cached under ~/.cache/curate/quality-head). With
-`--gpt4` it adds 4,424 pairs of Alpaca-era outputs judged by gpt-4-0314 (AlpacaEval's cached verdicts,
+`--gpt4` it adds 4,410 pairs of Alpaca-era outputs judged by gpt-4-0314 (AlpacaEval's cached verdicts,
 from the alpaca-eval 0.1.7 wheel on PyPI; PandaLM's instructions removed), alone and source-balanced.
 """
 
@@ -144,21 +144,20 @@ def small_model_pairs(n: int = 500, seed: int = 1) -> list[tuple[str, str, str]]
     return [(q, r, done[q]) for q, r in rows if done[q].strip()]
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def gpt4_pairs(groups: list[int] | None = None) -> list[tuple[str, str, str]]:
     """(prompt, preferred output, other output) from AlpacaEval's cached gpt-4-0314 verdicts on pairs of
     Alpaca-era model outputs (text-davinci-003 against 7B-65B open models on AlpacaEval's instructions):
     AI feedback, as in UltraFeedback, on responses like the ones curate scores. Ties, unparsed verdicts and
-    identical outputs are dropped, and so is every pair whose instruction is a PandaLM test instruction.
+    identical outputs are dropped, and so is every pair whose instruction is a PandaLM test instruction
+    ("identical" and "is" as dedup's exact-duplicate key has it: NFKC, case, punctuation, whitespace).
     `groups`, if given, gets each pair's instruction number (the unit of a grouped split). The wheel is
     downloaded from PyPI once, checked against its digest and read in place; nothing of it is shipped (the
     data licence is CC BY-NC 4.0)."""
     import hashlib
     import subprocess
     import zipfile
+
+    from curate.dedup import normalize_text
 
     spec, name, digest = ALPACA_EVAL
     wheel = CACHE / name
@@ -169,17 +168,17 @@ def gpt4_pairs(groups: list[int] | None = None) -> list[tuple[str, str, str]]:
         sys.exit(f"{wheel}: sha256 differs from the pinned {digest[:12]}...; delete it to download again")
     with zipfile.ZipFile(wheel) as z:
         verdicts = json.loads(z.read(GPT4_VERDICTS))
-    held_out = {_norm(str(r["instruction"])) for r in json.loads(PANDALM.read_text("utf-8"))}
+    held_out = {normalize_text(str(r["instruction"])) for r in json.loads(PANDALM.read_text("utf-8"))}
     number: dict[str, int] = {}
     out = []
     for r in verdicts:
-        a, b = str(r["output_1"]), str(r["output_2"])
-        if r["preference"] not in (1, 2) or _norm(a) == _norm(b) or _norm(r["instruction"]) in held_out:
+        a, b, key = str(r["output_1"]), str(r["output_2"]), normalize_text(r["instruction"])
+        if r["preference"] not in (1, 2) or normalize_text(a) == normalize_text(b) or key in held_out:
             continue
         q = join_instruction(r["instruction"], r.get("input") or None)
         out.append((q, a, b) if r["preference"] == 1 else (q, b, a))
         if groups is not None:
-            groups.append(number.setdefault(_norm(r["instruction"]), len(number)))
+            groups.append(number.setdefault(key, len(number)))
     return out
 
 
@@ -245,7 +244,7 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
     fold = dict(zip(distinct, rng.integers(0, folds, len(distinct))))
     fold_of = np.array([fold[g] for g in groups])
     cs = [0.03, 0.1, 0.3, 1.0, 3.0]
-    five = lambda f, e_q, e_r: f  # noqa: E731
+    five = lambda f, e_q, e_r: f
     base = ("OASST", "constructed")
     candidates = {  # name: (features of a response, Cs, sources trained on, sources weighted equally)
         "five features (shipped)": (five, [1.0], base, False),
@@ -257,7 +256,8 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
         "+ response embedding, + GPT-4 pairs": (lambda f, e_q, e_r: np.c_[f, e_r], cs, (*base, "GPT-4"), False),
     }
     names = list(dict.fromkeys(source))
-    print(f"{folds}-fold CV, grouped: " + ", ".join(f"{(source == n).sum()} {n}" for n in names) + " pairs")
+    count = {n: int((source == n).sum()) for n in names}
+    print(f"{folds}-fold CV, grouped: " + ", ".join(f"{count[n]} {n}" for n in names) + " pairs")
     print(f"  held-out accuracy: {'design':40s} {'C':>5s} " + " ".join(f"{n:>12s}" for n in names))
     for name, (design, c_values, trained_on, balanced) in candidates.items():
         if any(s not in names for s in trained_on):
@@ -265,7 +265,7 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
         xa, xb = design(fa, eq, ea), design(fb, eq, eb)
         used = np.isin(source, trained_on)
         # Balanced: every source trained on carries the same total weight, whatever its pair count.
-        weight = np.array([1.0 / (source == s).sum() for s in source]) * len(source) if balanced else None
+        weight = len(source) / np.array([count[s] for s in source]) if balanced else None
         for c in c_values:
             hit = np.zeros(len(pairs), bool)
             for k in range(folds):
