@@ -350,7 +350,6 @@ def test_ray_pipeline_on_a_local_head(tiny_config, monkeypatch: pytest.MonkeyPat
 # --- a step process that dies ---------------------------------------------------------------------
 
 def CrashingStep(inputs: StepInput):  # becomes a class, which distilabel pickles by this name
-    import os
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)  # what a segfault in llama.cpp or the OOM killer does to a step
@@ -449,7 +448,6 @@ def test_killing_curate_ends_its_pipeline_and_step_processes(tmp_path: Path, mod
     """`curate` killed with SIGKILL cannot stop what it started: the spawned pipeline process (isolated),
     distilabel's step processes and its queue manager. Without the runner's parent watches they run
     on (seen: a crashed run's processes stayed until killed by hand)."""
-    import os
     import signal
     import subprocess
     import sys
@@ -461,6 +459,7 @@ def test_killing_curate_ends_its_pipeline_and_step_processes(tmp_path: Path, mod
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     proc = subprocess.Popen([sys.executable, str(script), str(mark), str(tmp_path / "runs"), mode], env=env, cwd=repo)
+    descendants: list[psutil.Process] = []
     try:
         while not mark.exists():  # a script that fails exits, and the assert below reports it
             assert proc.poll() is None, f"the pipeline script exited with {proc.returncode} before its step ran"
@@ -470,11 +469,11 @@ def test_killing_curate_ends_its_pipeline_and_step_processes(tmp_path: Path, mod
         assert step_pid in {p.pid for p in descendants}
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        gone, alive = psutil.wait_procs(descendants, timeout=60)
+        _, alive = psutil.wait_procs(descendants, timeout=60)
         assert not alive, f"processes outlived the killed parent: {[(p.pid, p.name()) for p in alive]}"
     finally:
         if proc.poll() is None:
             proc.kill()
-        for p in locals().get("descendants", []):  # orphans of a failed run: not left behind
+        for p in descendants:  # orphans of a failed run: not left behind
             if p.is_running():
                 p.kill()
