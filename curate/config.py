@@ -201,9 +201,25 @@ ENV_ALIASES = {"ARGILLA_API_URL": ("argilla", "api_url"), "ARGILLA_API_KEY": ("a
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """`CURATE_DEDUP__THRESHOLD=0.8` -> {"dedup": {"threshold": "0.8"}}; values are YAML-parsed."""
+    """`CURATE_DEDUP__THRESHOLD=0.8` -> {"dedup": {"threshold": "0.8"}}; values are YAML-parsed.
+
+    Every setting is in a section, so a CURATE_ variable without the double underscore is not one: the
+    project's own (CURATE_SHARED_DATA, CURATE_SEARCH_DB, ...) are left alone, but one that starts with a
+    section's name (CURATE_DEDUP_THRESHOLD) is a typo of a setting and fails, naming the variable."""
     out: dict[str, Any] = {}
-    items = [(k[len(ENV_PREFIX) :].lower().split("__"), v) for k, v in environ.items() if k.startswith(ENV_PREFIX)]
+    items = []
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(path) == 1:
+            if any(path[0] == s or path[0].startswith(s + "_") for s in Config.model_fields):
+                raise ConfigError(
+                    f"{name}: not a setting: settings are {ENV_PREFIX}<SECTION>__<KEY>, with two underscores "
+                    f"(e.g. {ENV_PREFIX}DEDUP__THRESHOLD)"
+                )
+            continue
+        items.append((path, value))
     items += [(list(path), environ[k]) for k, path in ENV_ALIASES.items() if environ.get(k)]
     for path, raw in items:
         if not path or not all(path):

@@ -66,3 +66,13 @@ def test_init_template_round_trips_to_the_defaults(tmp_path: Path) -> None:
     assert load_config(path, environ={}) == Config()
     result = CliRunner().invoke(app, ["init", str(path)])
     assert result.exit_code != 0 and "exists" in result.output
+
+
+def test_curate_variables_that_are_not_settings_are_left_alone_but_a_typo_fails():
+    # The project's own variables (benchmarks, tests, the embedded server) share the prefix.
+    own = {"CURATE_SHARED_DATA": "/data", "CURATE_SEARCH_DB": "/s.sqlite3", "CURATE_UPDATE_DOCS": "1"}
+    assert load_config(environ=own) == Config()
+    with pytest.raises(ConfigError, match=r"CURATE_DEDUP_THRESHOLD: not a setting.*CURATE_DEDUP__THRESHOLD"):
+        load_config(environ={**own, "CURATE_DEDUP_THRESHOLD": "0.8"})
+    with pytest.raises(ConfigError, match=r"dedup\.treshold"):  # a wrong key in a section still fails too
+        load_config(environ={"CURATE_DEDUP__TRESHOLD": "0.8"})
