@@ -64,8 +64,11 @@ class Texts:
     def triple(self) -> tuple[str, str, str]:
         if not self.real:
             return sentence(self.rng, 12), sentence(self.rng, 60), sentence(self.rng, 60)
-        return (self.rng.choice(self.prompts), self.rng.choice(self.answers)[:2000],
-                self.rng.choice(self.answers)[:2000])
+        return (
+            self.rng.choice(self.prompts),
+            self.rng.choice(self.answers)[:2000],
+            self.rng.choice(self.answers)[:2000],
+        )
 
     def query_words(self) -> tuple[str, str]:
         """A typical word (in ~2% of the records) and a very common one (worst case for relevance)."""
@@ -105,7 +108,9 @@ def row(table: list[tuple], name: str, lat_ms: list[float], engine_ms: float | N
 
 def print_table(title: str, table: list[tuple], baseline: str) -> None:
     print(f"\n{title}")
-    print(f"{'query':<44} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'engine ms':>9} {'engine%':>7} {'vs base':>8}")
+    print(
+        f"{'query':<44} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'engine ms':>9} {'engine%':>7} {'vs base':>8}"
+    )
     for name, p50, p95, p99, eng, frac, ratio in table:
         print(f"{name:<44} {p50:8.2f} {p95:8.2f} {p99:8.2f} {eng} {frac:>7} {ratio:>8}")
     print(f"(vs base = p50 / p50 of the baseline: {baseline})")
@@ -145,11 +150,17 @@ def _server_part(info, n_records, reps, batch, rg, httpx, add_user) -> None:
     client = rg.Argilla(api_url=info.url, api_key=info.api_key, timeout=600)
     annotators = [add_user(info.url, info.api_key, f"bench{i}", "annotator", ["bench"]) for i in range(2)]
     settings = rg.Settings(
-        fields=[rg.ChatField(name="prompt"), rg.TextField(name="response_a"), rg.TextField(name="response_b")],
-        questions=[rg.LabelQuestion(name="preferred", labels=["A", "B", "tie"]),
-                   rg.RatingQuestion(name="quality_a", values=[1, 2, 3, 4, 5]),
-                   rg.RatingQuestion(name="quality_b", values=[1, 2, 3, 4, 5]),
-                   rg.TextQuestion(name="correction", required=False)],
+        fields=[
+            rg.ChatField(name="prompt"),
+            rg.TextField(name="response_a"),
+            rg.TextField(name="response_b"),
+        ],
+        questions=[
+            rg.LabelQuestion(name="preferred", labels=["A", "B", "tie"]),
+            rg.RatingQuestion(name="quality_a", values=[1, 2, 3, 4, 5]),
+            rg.RatingQuestion(name="quality_b", values=[1, 2, 3, 4, 5]),
+            rg.TextQuestion(name="correction", required=False),
+        ],
         metadata=[rg.FloatMetadataProperty(name="deita_score"), rg.TermsMetadataProperty(name="method")],
         vectors=[rg.VectorField(name="prompt_embedding", dimensions=DIM)],
     )
@@ -163,24 +174,36 @@ def _server_part(info, n_records, reps, batch, rg, httpx, add_user) -> None:
     records = [
         rg.Record(
             id=f"r{i}",
-            fields={"prompt": [{"role": "user", "content": triples[i][0]}],
-                    "response_a": triples[i][1], "response_b": triples[i][2]},
-            metadata={"deita_score": round(rng.uniform(1, 36), 3), "method": rng.choice(["self-instruct", "magpie"])},
+            fields={
+                "prompt": [{"role": "user", "content": triples[i][0]}],
+                "response_a": triples[i][1],
+                "response_b": triples[i][2],
+            },
+            metadata={
+                "deita_score": round(rng.uniform(1, 36), 3),
+                "method": rng.choice(["self-instruct", "magpie"]),
+            },
             vectors={"prompt_embedding": vectors[i].tolist()},
-            suggestions=[rg.Suggestion("preferred", rng.choice(["A", "B", "tie"]), score=rng.random(), agent="judge"),
-                         rg.Suggestion("quality_a", rng.randint(1, 5), agent="judge"),
-                         rg.Suggestion("quality_b", rng.randint(1, 5), agent="judge")],
+            suggestions=[
+                rg.Suggestion("preferred", rng.choice(["A", "B", "tie"]), score=rng.random(), agent="judge"),
+                rg.Suggestion("quality_a", rng.randint(1, 5), agent="judge"),
+                rg.Suggestion("quality_b", rng.randint(1, 5), agent="judge"),
+            ],
         )
         for i in range(n_records)
     ]
-    api = httpx.Client(base_url=f"{info.url}/api/v1", headers={"X-Argilla-Api-Key": info.api_key}, timeout=600)
+    api = httpx.Client(
+        base_url=f"{info.url}/api/v1", headers={"X-Argilla-Api-Key": info.api_key}, timeout=600
+    )
     before = _engine_stats(api)
     t0 = time.perf_counter()
     ds.records.log(records, batch_size=batch)
     elapsed = time.perf_counter() - t0
     engine = _engine_seconds(before, _engine_stats(api))
-    print(f"logging: {n_records} records in {elapsed:.1f}s = {n_records / elapsed:.0f} records/s "
-          f"(batch {batch}); search engine {engine:.1f}s = {engine / elapsed:.1%} of the total")
+    print(
+        f"logging: {n_records} records in {elapsed:.1f}s = {n_records / elapsed:.0f} records/s "
+        f"(batch {batch}); search engine {engine:.1f}s = {engine / elapsed:.1%} of the total"
+    )
 
     # responses from one annotator on 10% of the records, through the bulk endpoint the UI uses
     listing = []
@@ -192,48 +215,139 @@ def _server_part(info, n_records, reps, batch, rg, httpx, add_user) -> None:
         listing += page
         offset += len(page)
     ids = [it["id"] for it in listing]
-    ann = httpx.Client(base_url=f"{info.url}/api/v1", headers={"X-Argilla-Api-Key": annotators[0].api_key},
-                       timeout=600)
+    ann = httpx.Client(
+        base_url=f"{info.url}/api/v1", headers={"X-Argilla-Api-Key": annotators[0].api_key}, timeout=600
+    )
     answered = ids[: n_records // 10]
     before = _engine_stats(api)
     t0 = time.perf_counter()
     for start in range(0, len(answered), 100):
-        items = [{"record_id": rid, "status": "submitted",
-                  "values": {"preferred": {"value": "A"}, "quality_a": {"value": 4}, "quality_b": {"value": 2}}}
-                 for rid in answered[start:start + 100]]
+        items = [
+            {
+                "record_id": rid,
+                "status": "submitted",
+                "values": {"preferred": {"value": "A"}, "quality_a": {"value": 4}, "quality_b": {"value": 2}},
+            }
+            for rid in answered[start : start + 100]
+        ]
         ann.post("/me/responses/bulk", json={"items": items}).raise_for_status()
     elapsed = time.perf_counter() - t0
     engine = _engine_seconds(before, _engine_stats(api))
-    print(f"responses: {len(answered)} submitted in {elapsed:.1f}s = {len(answered) / elapsed:.0f}/s; "
-          f"search engine {engine / elapsed:.1%} of the total")
+    print(
+        f"responses: {len(answered)} submitted in {elapsed:.1f}s = {len(answered) / elapsed:.0f}/s; "
+        f"search engine {engine / elapsed:.1%} of the total"
+    )
 
-    pending = {"filters": {"and": [
-        {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]},
-        {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]}]}}
-    submitted = {"filters": {"and": [
-        {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["submitted"]}]}}
+    pending = {
+        "filters": {
+            "and": [
+                {
+                    "type": "terms",
+                    "scope": {"entity": "response", "property": "status"},
+                    "values": ["pending"],
+                },
+                {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
+            ]
+        }
+    }
+    submitted = {
+        "filters": {
+            "and": [
+                {
+                    "type": "terms",
+                    "scope": {"entity": "response", "property": "status"},
+                    "values": ["submitted"],
+                }
+            ]
+        }
+    }
     queries = [
         ("annotator queue: pending, page of 1", "me", pending, {"limit": 1}),
         ("annotator queue: pending, bulk page of 10", "me", pending, {"limit": 10}),
         ("annotator: own submitted, page of 10", "me", submitted, {"limit": 10}),
-        ("text query (typical word) + pending", "me", {"query": {"text": {"q": typical}}, **pending}, {"limit": 10}),
-        ("text query (common word) + pending", "me", {"query": {"text": {"q": common}}, **pending}, {"limit": 10}),
-        ("text query, one field", "me", {"query": {"text": {"q": typical, "field": "response_b"}}}, {"limit": 10}),
-        ("metadata range + sort by metadata desc", "me", {
-            "filters": {"and": [{"type": "range", "scope": {"entity": "metadata", "metadata_property": "deita_score"},
-                                 "ge": 10, "le": 30}]},
-            "sort": [{"scope": {"entity": "metadata", "metadata_property": "deita_score"}, "order": "desc"}]},
-         {"limit": 10}),
-        ("suggestion filter + sort by suggestion score", "me", {
-            "filters": {"and": [{"type": "terms", "scope": {"entity": "suggestion", "question": "preferred",
-                                                           "property": "value"}, "values": ["A"]}]},
-            "sort": [{"scope": {"entity": "suggestion", "question": "preferred", "property": "score"},
-                      "order": "desc"}]}, {"limit": 10}),
-        ("response value filter (owner, all users)", "all", {
-            "filters": {"and": [{"type": "range", "scope": {"entity": "response", "question": "quality_a"},
-                                 "ge": 3, "le": 5}]}}, {"limit": 10}),
-        ("find similar (by record) + pending", "me", {
-            "query": {"vector": {"name": "prompt_embedding", "record_id": ids[5]}}, **pending}, {"limit": 50}),
+        (
+            "text query (typical word) + pending",
+            "me",
+            {"query": {"text": {"q": typical}}, **pending},
+            {"limit": 10},
+        ),
+        (
+            "text query (common word) + pending",
+            "me",
+            {"query": {"text": {"q": common}}, **pending},
+            {"limit": 10},
+        ),
+        (
+            "text query, one field",
+            "me",
+            {"query": {"text": {"q": typical, "field": "response_b"}}},
+            {"limit": 10},
+        ),
+        (
+            "metadata range + sort by metadata desc",
+            "me",
+            {
+                "filters": {
+                    "and": [
+                        {
+                            "type": "range",
+                            "scope": {"entity": "metadata", "metadata_property": "deita_score"},
+                            "ge": 10,
+                            "le": 30,
+                        }
+                    ]
+                },
+                "sort": [
+                    {"scope": {"entity": "metadata", "metadata_property": "deita_score"}, "order": "desc"}
+                ],
+            },
+            {"limit": 10},
+        ),
+        (
+            "suggestion filter + sort by suggestion score",
+            "me",
+            {
+                "filters": {
+                    "and": [
+                        {
+                            "type": "terms",
+                            "scope": {"entity": "suggestion", "question": "preferred", "property": "value"},
+                            "values": ["A"],
+                        }
+                    ]
+                },
+                "sort": [
+                    {
+                        "scope": {"entity": "suggestion", "question": "preferred", "property": "score"},
+                        "order": "desc",
+                    }
+                ],
+            },
+            {"limit": 10},
+        ),
+        (
+            "response value filter (owner, all users)",
+            "all",
+            {
+                "filters": {
+                    "and": [
+                        {
+                            "type": "range",
+                            "scope": {"entity": "response", "question": "quality_a"},
+                            "ge": 3,
+                            "le": 5,
+                        }
+                    ]
+                }
+            },
+            {"limit": 10},
+        ),
+        (
+            "find similar (by record) + pending",
+            "me",
+            {"query": {"vector": {"name": "prompt_embedding", "record_id": ids[5]}}, **pending},
+            {"limit": 50},
+        ),
     ]
     table: list[tuple] = []
     base = []
@@ -256,8 +370,10 @@ def _server_part(info, n_records, reps, batch, rg, httpx, add_user) -> None:
             resp.raise_for_status()
         engine_ms = _engine_seconds(before, _engine_stats(api)) * 1000 / reps
         row(table, name, lat, engine_ms, base_p50)
-    for name, path in [("dataset progress", f"/datasets/{ds.id}/progress"),
-                       ("annotator metrics (/me/.../metrics)", f"/me/datasets/{ds.id}/metrics")]:
+    for name, path in [
+        ("dataset progress", f"/datasets/{ds.id}/progress"),
+        ("annotator metrics (/me/.../metrics)", f"/me/datasets/{ds.id}/metrics"),
+    ]:
         lat = []
         before = _engine_stats(api)
         for _ in range(reps):
@@ -273,23 +389,40 @@ def _server_part(info, n_records, reps, batch, rg, httpx, add_user) -> None:
             t = time.perf_counter()
             api.get(f"/metadata-properties/{prop['id']}/metrics").raise_for_status()
             lat.append((time.perf_counter() - t) * 1000)
-        row(table, f"metadata metrics ({prop['settings']['type']})", lat,
-            _engine_seconds(before, _engine_stats(api)) * 1000 / reps, base_p50)
+        row(
+            table,
+            f"metadata metrics ({prop['settings']['type']})",
+            lat,
+            _engine_seconds(before, _engine_stats(api)) * 1000 / reps,
+            base_p50,
+        )
     lat = []
     before = _engine_stats(api)
-    ann2 = httpx.Client(base_url=f"{info.url}/api/v1", headers={"X-Argilla-Api-Key": annotators[1].api_key},
-                        timeout=600)
+    ann2 = httpx.Client(
+        base_url=f"{info.url}/api/v1", headers={"X-Argilla-Api-Key": annotators[1].api_key}, timeout=600
+    )
     for rep in range(reps):
         t = time.perf_counter()
-        ann2.post(f"/records/{ids[-1 - rep]}/responses", json={
-            "status": "submitted",
-            "values": {"preferred": {"value": "B"}, "quality_a": {"value": 3}, "quality_b": {"value": 5}}},
+        ann2.post(
+            f"/records/{ids[-1 - rep]}/responses",
+            json={
+                "status": "submitted",
+                "values": {"preferred": {"value": "B"}, "quality_a": {"value": 3}, "quality_b": {"value": 5}},
+            },
         ).raise_for_status()
         lat.append((time.perf_counter() - t) * 1000)
-    row(table, "submit one response (UI's POST)", lat, _engine_seconds(before, _engine_stats(api)) * 1000 / reps,
-        base_p50)
-    print_table(f"UI queries over HTTP, {n_records} records, {reps} runs each", table,
-                "GET /datasets/{id}/records?limit=10")
+    row(
+        table,
+        "submit one response (UI's POST)",
+        lat,
+        _engine_seconds(before, _engine_stats(api)) * 1000 / reps,
+        base_p50,
+    )
+    print_table(
+        f"UI queries over HTTP, {n_records} records, {reps} runs each",
+        table,
+        "GET /datasets/{id}/records?limit=10",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,8 +451,11 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
     print(f"\n== Part 2: the search engine alone, {n_records} records ({tmp})")
     engine = SQLiteSearchEngine()
     field = lambda name, kind: NS(name=name, settings={"type": kind})
-    dataset = NS(id=uuid.uuid4(), is_draft=False,
-                 fields=[field("prompt", "chat"), field("response_a", "text"), field("response_b", "text")])
+    dataset = NS(
+        id=uuid.uuid4(),
+        is_draft=False,
+        fields=[field("prompt", "chat"), field("response_a", "text"), field("response_b", "text")],
+    )
     vs = NS(id=uuid.uuid4(), dimensions=DIM)
     users = [NS(id=uuid.uuid4()) for _ in range(2)]
     rng, nrng = random.Random(1), np.random.default_rng(1)
@@ -334,19 +470,46 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
         prompt, a, b = texts.triple()
         responses = []
         if i % 10 == 0:
-            responses.append(NS(id=uuid.uuid4(), user_id=users[0].id, status="submitted", record_id=rid,
-                                values={"preferred": {"value": "A"}, "quality_a": {"value": rng.randint(1, 5)}}))
+            responses.append(
+                NS(
+                    id=uuid.uuid4(),
+                    user_id=users[0].id,
+                    status="submitted",
+                    record_id=rid,
+                    values={"preferred": {"value": "A"}, "quality_a": {"value": rng.randint(1, 5)}},
+                )
+            )
         return NS(
-            id=rid, dataset_id=dataset.id, external_id=f"r{i}", status="completed" if responses else "pending",
-            inserted_at=t_base + timedelta(seconds=i), updated_at=t_base + timedelta(seconds=i),
-            fields=dict(zip(("prompt", "response_a", "response_b"), (
-                [{"role": "user", "content": prompt}], a, b))),
-            metadata_={"deita_score": round(rng.uniform(1, 36), 3), "method": rng.choice(["self-instruct", "magpie"])},
+            id=rid,
+            dataset_id=dataset.id,
+            external_id=f"r{i}",
+            status="completed" if responses else "pending",
+            inserted_at=t_base + timedelta(seconds=i),
+            updated_at=t_base + timedelta(seconds=i),
+            fields=dict(
+                zip(("prompt", "response_a", "response_b"), ([{"role": "user", "content": prompt}], a, b))
+            ),
+            metadata_={
+                "deita_score": round(rng.uniform(1, 36), 3),
+                "method": rng.choice(["self-instruct", "magpie"]),
+            },
             responses=responses,
-            suggestions=[NS(question=question["preferred"], value=rng.choice(["A", "B", "tie"]), score=rng.random(),
-                            agent="judge", type="model"),
-                         NS(question=question["quality_a"], value=rng.randint(1, 5), score=None, agent="judge",
-                            type="model")],
+            suggestions=[
+                NS(
+                    question=question["preferred"],
+                    value=rng.choice(["A", "B", "tie"]),
+                    score=rng.random(),
+                    agent="judge",
+                    type="model",
+                ),
+                NS(
+                    question=question["quality_a"],
+                    value=rng.randint(1, 5),
+                    score=None,
+                    agent="judge",
+                    type="model",
+                ),
+            ],
             vectors=[NS(vector_settings_id=vs.id, value=vec.tolist())],
         )
 
@@ -360,34 +523,79 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
             t = time.perf_counter()
             await engine.index_records(dataset, recs)
             total_t += time.perf_counter() - t
-        print(f"indexing: {n_records} records in {total_t:.1f}s = {n_records / total_t:.0f} records/s "
-              f"(engine only, batches of {batch})")
-        size = sum(f.stat().st_size for f in Path(os.environ["CURATE_SEARCH_DB"]).parent.glob("search.sqlite3*"))
+        print(
+            f"indexing: {n_records} records in {total_t:.1f}s = {n_records / total_t:.0f} records/s "
+            f"(engine only, batches of {batch})"
+        )
+        size = sum(
+            f.stat().st_size for f in Path(os.environ["CURATE_SEARCH_DB"]).parent.glob("search.sqlite3*")
+        )
         print(f"index size on disk: {size / 1e6:.0f} MB")
 
         me = users[1]
-        pending = AndFilter([TermsFilter(ResponseFilterScope(property="status", user=me), ["pending"]),
-                             TermsFilter(RecordFilterScope(property="status"), ["pending"])])
+        pending = AndFilter(
+            [
+                TermsFilter(ResponseFilterScope(property="status", user=me), ["pending"]),
+                TermsFilter(RecordFilterScope(property="status"), ["pending"]),
+            ]
+        )
         cases = [
             ("annotator queue: pending, page of 1", dict(filter=pending, limit=1, user_id=me.id)),
-            ("text query (typical word) + pending", dict(query=TextQuery(q=typical), filter=pending,
-                                                         limit=10, user_id=me.id)),
-            ("text query (common word) + pending", dict(query=TextQuery(q=common), filter=pending,
-                                                        limit=10, user_id=me.id)),
+            (
+                "text query (typical word) + pending",
+                dict(query=TextQuery(q=typical), filter=pending, limit=10, user_id=me.id),
+            ),
+            (
+                "text query (common word) + pending",
+                dict(query=TextQuery(q=common), filter=pending, limit=10, user_id=me.id),
+            ),
             ("text query, one field", dict(query=TextQuery(q=typical, field="response_b"), limit=10)),
-            ("metadata range + sort by metadata desc", dict(
-                filter=AndFilter([RangeFilter(MetadataFilterScope("deita_score"), ge=10, le=30)]),
-                sort=[Order(MetadataFilterScope("deita_score"), SortOrder.desc)], limit=10)),
-            ("suggestion filter + sort by suggestion score", dict(
-                filter=AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A"])]),
-                sort=[Order(SuggestionFilterScope("preferred", "score"), SortOrder.desc)], limit=10)),
-            ("response value range (all users)", dict(
-                filter=AndFilter([RangeFilter(ResponseFilterScope(question="quality_a"), ge=3, le=5)]), limit=10)),
-            ("inserted_at range (ISO strings)", dict(
-                filter=AndFilter([RangeFilter(RecordFilterScope("inserted_at"), ge="2025-01-01T05:00:00",
-                                              le="2025-01-02T00:00:00Z")]), limit=10)),
-            ("sort by inserted_at desc, deep page", dict(
-                sort=[Order(RecordFilterScope("inserted_at"), SortOrder.desc)], offset=n_records // 2, limit=10)),
+            (
+                "metadata range + sort by metadata desc",
+                dict(
+                    filter=AndFilter([RangeFilter(MetadataFilterScope("deita_score"), ge=10, le=30)]),
+                    sort=[Order(MetadataFilterScope("deita_score"), SortOrder.desc)],
+                    limit=10,
+                ),
+            ),
+            (
+                "suggestion filter + sort by suggestion score",
+                dict(
+                    filter=AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A"])]),
+                    sort=[Order(SuggestionFilterScope("preferred", "score"), SortOrder.desc)],
+                    limit=10,
+                ),
+            ),
+            (
+                "response value range (all users)",
+                dict(
+                    filter=AndFilter([RangeFilter(ResponseFilterScope(question="quality_a"), ge=3, le=5)]),
+                    limit=10,
+                ),
+            ),
+            (
+                "inserted_at range (ISO strings)",
+                dict(
+                    filter=AndFilter(
+                        [
+                            RangeFilter(
+                                RecordFilterScope("inserted_at"),
+                                ge="2025-01-01T05:00:00",
+                                le="2025-01-02T00:00:00Z",
+                            )
+                        ]
+                    ),
+                    limit=10,
+                ),
+            ),
+            (
+                "sort by inserted_at desc, deep page",
+                dict(
+                    sort=[Order(RecordFilterScope("inserted_at"), SortOrder.desc)],
+                    offset=n_records // 2,
+                    limit=10,
+                ),
+            ),
         ]
         conn = _connect()
         ds_n = conn.execute("SELECT ds FROM datasets WHERE id=?", (str(dataset.id),)).fetchone()[0]
@@ -409,11 +617,20 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
         query_vec = unit(nrng, 1)[0].tolist()
         for name, kwargs in [
             ("similarity, top 50", dict(value=query_vec, max_results=50)),
-            ("similarity, least similar, top 50", dict(value=query_vec, max_results=50,
-                                                       order=SimilarityOrder.least_similar)),
-            ("similarity by record + pending filter", dict(
-                record=NS(id=first.id, vector_value_by_vector_settings=lambda _vs: first.vectors[0].value),
-                filter=pending, max_results=50)),
+            (
+                "similarity, least similar, top 50",
+                dict(value=query_vec, max_results=50, order=SimilarityOrder.least_similar),
+            ),
+            (
+                "similarity by record + pending filter",
+                dict(
+                    record=NS(
+                        id=first.id, vector_value_by_vector_settings=lambda _vs: first.vectors[0].value
+                    ),
+                    filter=pending,
+                    max_results=50,
+                ),
+            ),
         ]:
             lat = []
             await engine.similarity_search(dataset, vs, **kwargs)  # first call loads the matrix
@@ -425,10 +642,18 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
         for name, coro in [
             ("dataset progress", lambda: engine.get_dataset_progress(dataset)),
             ("user progress", lambda: engine.get_dataset_user_progress(dataset, users[0])),
-            ("metadata metrics (float)", lambda: engine.compute_metrics_for(
-                NS(dataset_id=dataset.id, name="deita_score", type=MetadataPropertyType.float))),
-            ("metadata metrics (terms)", lambda: engine.compute_metrics_for(
-                NS(dataset_id=dataset.id, name="method", type=MetadataPropertyType.terms))),
+            (
+                "metadata metrics (float)",
+                lambda: engine.compute_metrics_for(
+                    NS(dataset_id=dataset.id, name="deita_score", type=MetadataPropertyType.float)
+                ),
+            ),
+            (
+                "metadata metrics (terms)",
+                lambda: engine.compute_metrics_for(
+                    NS(dataset_id=dataset.id, name="method", type=MetadataPropertyType.terms)
+                ),
+            ),
         ]:
             lat = []
             for _ in range(reps):
@@ -438,21 +663,34 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
             row(table, name, lat, None, base_p50)
         lat = []
         for rep in range(reps):
-            resp = NS(id=uuid.uuid4(), user_id=me.id, status="submitted", record_id=first.id, values={"preferred": {"value": "B"}})
+            resp = NS(
+                id=uuid.uuid4(),
+                user_id=me.id,
+                status="submitted",
+                record_id=first.id,
+                values={"preferred": {"value": "B"}},
+            )
             t = time.perf_counter()
             await engine.update_record_response(resp)
             lat.append((time.perf_counter() - t) * 1000)
         row(table, "update one response", lat, None, base_p50)
-        print_table(f"engine calls in-process, {n_records} records, {reps} runs each", table,
-                    "SELECT COUNT(*) FROM records WHERE ds=?")
+        print_table(
+            f"engine calls in-process, {n_records} records, {reps} runs each",
+            table,
+            "SELECT COUNT(*) FROM records WHERE ds=?",
+        )
 
     asyncio.run(run())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=20_000, help="records logged through the server")
-    parser.add_argument("--engine-records", type=int, default=100_000, help="records for the engine-only part")
+    parser.add_argument(
+        "--engine-records", type=int, default=100_000, help="records for the engine-only part"
+    )
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=500, help="records per SDK / engine batch")
     parser.add_argument("--skip-server", action="store_true")

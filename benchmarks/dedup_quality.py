@@ -96,8 +96,10 @@ def lowest_with_precision(sim: np.ndarray, y: np.ndarray, target: float) -> floa
 
 
 def table(title: str, sim: np.ndarray, y: np.ndarray, extra: tuple[float, ...] = ()) -> None:
-    print(f"  {title}: {len(y)} pairs, {y.mean():.0%} positive (always-duplicate baseline F1 "
-          f"{prf(np.ones_like(sim), y, 0.5)[2]:.3f})")
+    print(
+        f"  {title}: {len(y)} pairs, {y.mean():.0%} positive (always-duplicate baseline F1 "
+        f"{prf(np.ones_like(sim), y, 0.5)[2]:.3f})"
+    )
     print("    threshold   P      R      F1")
     for t in sorted(set(REPORTED) | set(extra)):
         p, r, f = prf(sim, y, t)
@@ -108,8 +110,10 @@ def instructions(data: Path, emb: EmbeddingConfig) -> None:
     """Unlabelled, in-domain: what each threshold merges among distinct LIMA + Alpaca instructions."""
     rows = []
     for rel in ("alpaca/alpaca_en_demo.json", "lima/lima_llamafactory.json"):
-        rows += [{"instruction": r["instruction"], "input": r.get("input") or ""}
-                 for r in json.loads((data / "instructions" / rel).read_text(encoding="utf-8"))]
+        rows += [
+            {"instruction": r["instruction"], "input": r.get("input") or ""}
+            for r in json.loads((data / "instructions" / rel).read_text(encoding="utf-8"))
+        ]
     texts, _ = compared_texts(Dataset.from_list(rows), DedupConfig())
     keys = {}
     texts = [keys.setdefault(normalize_text(t), t) for t in texts if normalize_text(t) not in keys]
@@ -117,8 +121,10 @@ def instructions(data: Path, emb: EmbeddingConfig) -> None:
     s = x @ x.T
     iu = np.triu_indices(len(x), 1)
     v = s[iu]
-    print(f"\nnatural instructions (LIMA + Alpaca demo): {len(texts)} distinct after the exact step; "
-          "pairs merged at each threshold")
+    print(
+        f"\nnatural instructions (LIMA + Alpaca demo): {len(texts)} distinct after the exact step; "
+        "pairs merged at each threshold"
+    )
     print("    " + "  ".join(f"{t:.2f}: {(v >= t).sum()}" for t in REPORTED))
     for lo, hi in ((0.80, 0.85), (0.85, 0.90), (0.90, 0.95)):
         idx = np.nonzero((v >= lo) & (v < hi))[0][:6]
@@ -145,8 +151,10 @@ def main() -> None:
     t_mrpc_test, (p, r, f) = best_f1(te_sim, te_y)
     print("\nMRPC (human paraphrase labels)")
     table("test", te_sim, te_y, (t_mrpc, default))
-    print(f"    F1-max threshold on train: {t_mrpc:.2f} -> test P/R/F1 "
-          + "/".join(f"{v:.3f}" for v in prf(te_sim, te_y, t_mrpc)))
+    print(
+        f"    F1-max threshold on train: {t_mrpc:.2f} -> test P/R/F1 "
+        + "/".join(f"{v:.3f}" for v in prf(te_sim, te_y, t_mrpc))
+    )
     print(f"    F1-max threshold on test (for the reference figure): {t_mrpc_test:.2f} -> F1 {f:.3f}")
 
     sts = args.data / "pairs" / "stsbenchmark"
@@ -157,29 +165,41 @@ def main() -> None:
     ta, tb, ts = read_sts(sts / "sts-test.csv")
     f_sim, t_sim = similarities(fa, fb, emb), similarities(ta, tb, emb)
     rho = spearmanr(t_sim, ts).statistic
-    print(f"\nSTS-B (human similarity 0-5; duplicate = score >= 4); Spearman rho(cosine, score) on test = {rho:.3f}")
+    print(
+        f"\nSTS-B (human similarity 0-5; duplicate = score >= 4); Spearman rho(cosine, score) on test = {rho:.3f}"
+    )
     fy, ty = fs >= 4.0, ts >= 4.0
     t_sts, _ = best_f1(f_sim, fy)
     t_p90 = lowest_with_precision(f_sim, fy, PRECISION_TARGET)
     table("test", t_sim, ty, (t_sts, default) + ((t_p90,) if t_p90 else ()))
-    print(f"    F1-max threshold on train+dev: {t_sts:.2f} -> test P/R/F1 "
-          + "/".join(f"{v:.3f}" for v in prf(t_sim, ty, t_sts)))
+    print(
+        f"    F1-max threshold on train+dev: {t_sts:.2f} -> test P/R/F1 "
+        + "/".join(f"{v:.3f}" for v in prf(t_sim, ty, t_sts))
+    )
     if t_p90 is not None:
-        print(f"    lowest threshold with precision >= {PRECISION_TARGET} on train+dev: {t_p90:.2f} -> test P/R/F1 "
-              + "/".join(f"{v:.3f}" for v in prf(t_sim, ty, t_p90)))
+        print(
+            f"    lowest threshold with precision >= {PRECISION_TARGET} on train+dev: {t_p90:.2f} -> test P/R/F1 "
+            + "/".join(f"{v:.3f}" for v in prf(t_sim, ty, t_p90))
+        )
     # Near-identical pairs (people: 5 = completely equivalent) should be caught at the default.
     p5 = ts >= 4.8
-    print(f"    recall of pairs scored >= 4.8 at the default {default}: {(t_sim[p5] >= default).mean():.3f} "
-          f"({p5.sum()} pairs)")
+    print(
+        f"    recall of pairs scored >= 4.8 at the default {default}: {(t_sim[p5] >= default).mean():.3f} "
+        f"({p5.sum()} pairs)"
+    )
     below3 = ts < 3.0
-    print(f"    share of pairs scored < 3 (not duplicates) removed at the default: "
-          f"{(t_sim[below3] >= default).mean():.4f} ({below3.sum()} pairs)")
+    print(
+        f"    share of pairs scored < 3 (not duplicates) removed at the default: "
+        f"{(t_sim[below3] >= default).mean():.4f} ({below3.sum()} pairs)"
+    )
 
     instructions(args.data, emb)
 
     print("\nsummary")
-    print(f"  MRPC F1-max threshold (train) {t_mrpc:.2f}; STS-B F1-max threshold (train+dev) {t_sts:.2f}; "
-          f"STS-B precision>={PRECISION_TARGET} threshold (train+dev) {t_p90}")
+    print(
+        f"  MRPC F1-max threshold (train) {t_mrpc:.2f}; STS-B F1-max threshold (train+dev) {t_sts:.2f}; "
+        f"STS-B precision>={PRECISION_TARGET} threshold (train+dev) {t_p90}"
+    )
     for name, sim, y in (("MRPC test", te_sim, te_y), ("STS-B test", t_sim, ty)):
         p, r, f = prf(sim, y, default)
         print(f"  at the default {default}: {name} P {p:.3f} R {r:.3f} F1 {f:.3f}")

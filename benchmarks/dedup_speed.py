@@ -35,9 +35,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 PREFIXES = ["Please ", "Can you help: ", "Quick question: ", "I need this: ", "Hey, "]
 SUFFIXES = [" Thanks!", " Please be concise.", " Explain briefly.", " Answer in detail.", " Thank you."]
-SYNONYMS = {"describe": "explain", "explain": "describe", "write": "compose", "list": "name",
-            "create": "make", "give": "provide", "generate": "produce", "what": "which", "how": "in what way",
-            "find": "identify", "make": "create", "best": "top", "good": "great", "use": "utilize"}
+SYNONYMS = {
+    "describe": "explain",
+    "explain": "describe",
+    "write": "compose",
+    "list": "name",
+    "create": "make",
+    "give": "provide",
+    "generate": "produce",
+    "what": "which",
+    "how": "in what way",
+    "find": "identify",
+    "make": "create",
+    "best": "top",
+    "good": "great",
+    "use": "utilize",
+}
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -95,8 +108,14 @@ def _semantic_variant(text: str, rng: np.random.Generator) -> str:
             w[i] = SYNONYMS[w[i].lower()]
         return " ".join(w)
 
-    ops = [lambda t: rng.choice(PREFIXES) + t[:1].lower() + t[1:], lambda t: t + rng.choice(SUFFIXES),
-           drop, swap, typo, synonym]
+    ops = [
+        lambda t: rng.choice(PREFIXES) + t[:1].lower() + t[1:],
+        lambda t: t + rng.choice(SUFFIXES),
+        drop,
+        swap,
+        typo,
+        synonym,
+    ]
     for k in rng.choice(len(ops), int(rng.integers(1, 3)), replace=False):
         text = ops[k](text)
     return text
@@ -174,8 +193,10 @@ def run_distilabel(texts: list[str], threshold: float, emb: EmbeddingConfig) -> 
     from distilabel.steps import EmbeddingDedup, EmbeddingGeneration, FaissNearestNeighbour
 
     model = str(embedded_encoder_path()) if emb.model is None else emb.model
-    generate = EmbeddingGeneration(embeddings=SentenceTransformerEmbeddings(model=model, device=emb.device),
-                                   input_batch_size=emb.batch_size)
+    generate = EmbeddingGeneration(
+        embeddings=SentenceTransformerEmbeddings(model=model, device=emb.device),
+        input_batch_size=emb.batch_size,
+    )
     nn = FaissNearestNeighbour(k=10, metric_type=faiss.METRIC_INNER_PRODUCT)
     dd = EmbeddingDedup(threshold=threshold)
     for step in (generate, nn, dd):
@@ -266,13 +287,17 @@ def ann_section(real: np.ndarray, threshold: float, sizes: list[int], topics: np
         found = pair_set(a, b)
         base = base or sec
         nlist, _ = ann_params(n)
-        print(f"   {n:>8}  {nlist:>5}  {sec:7.1f}  {sec / base:10.2f}x  {n / sizes[0]:10.1f}x  "
-              f"{len(found & must) / max(1, len(must)):.4f} of {len(must)}")
+        print(
+            f"   {n:>8}  {nlist:>5}  {sec:7.1f}  {sec / base:10.2f}x  {n / sizes[0]:10.1f}x  "
+            f"{len(found & must) / max(1, len(must)):.4f} of {len(must)}"
+        )
         if n == sizes[0]:
             sec_e, (ea, eb, _) = timed(similar_pairs, x, threshold, "exact")
             exact = pair_set(ea, eb)
-            print(f"   {n:>8}  brute force {sec_e:.1f}s, {len(exact)} pairs; ANN recall of all pairs "
-                  f"{len(found & exact) / max(1, len(exact)):.4f}, ANN pairs not in brute force {len(found - exact)}")
+            print(
+                f"   {n:>8}  brute force {sec_e:.1f}s, {len(exact)} pairs; ANN recall of all pairs "
+                f"{len(found & exact) / max(1, len(exact)):.4f}, ANN pairs not in brute force {len(found - exact)}"
+            )
         del x
         gc.collect()
 
@@ -284,11 +309,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="timing rounds of embed / curate / semhash (the minimum is reported)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="timing rounds of embed / curate / semhash (the minimum is reported)",
+    )
     parser.add_argument("--ann-sizes", default="100000,200000,500000,1000000")
     parser.add_argument("--skip-distilabel", action="store_true", help="leave out baseline (c), the slowest")
-    parser.add_argument("--only-ann", action="store_true", help="only sections 2 and 3 (ANN recall and growth)")
+    parser.add_argument(
+        "--only-ann", action="store_true", help="only sections 2 and 3 (ANN recall and growth)"
+    )
     args = parser.parse_args()
     emb = EmbeddingConfig()
     threshold = Config().dedup.threshold
@@ -296,8 +327,10 @@ def main() -> None:
 
     texts, origin, n_origins = realistic_rows(args.data, args.rows)
     n_exact_unique = len({normalize_text(t) for t in texts})
-    print(f"encoder {encoder_name(emb)}, threshold {threshold}; {len(texts)} rows from {n_origins} originals, "
-          f"{n_exact_unique} distinct after normalisation")
+    print(
+        f"encoder {encoder_name(emb)}, threshold {threshold}; {len(texts)} rows from {n_origins} originals, "
+        f"{n_exact_unique} distinct after normalisation"
+    )
     encode(texts[:256], emb)  # load and warm the model once, outside every timing
     if args.only_ann:
         ann_section(encode(texts, emb), threshold, sizes, encode(originals(args.data), emb))
@@ -312,17 +345,26 @@ def main() -> None:
         runs["semhash"].append(run_semhash(texts, threshold, emb))
         if r == 0 and not args.skip_distilabel:  # far from any target and the slowest: one round is enough
             runs["distilabel"].append(run_distilabel(texts, threshold, emb))
-        print(f"   round {r + 1}: " + ", ".join(f"{k} {v[-1]['seconds']:.1f}s (cpu {v[-1]['cpu']:.1f}s)"
-                                               for k, v in runs.items() if len(v) == r + 1), flush=True)
+        print(
+            f"   round {r + 1}: "
+            + ", ".join(
+                f"{k} {v[-1]['seconds']:.1f}s (cpu {v[-1]['cpu']:.1f}s)"
+                for k, v in runs.items()
+                if len(v) == r + 1
+            ),
+            flush=True,
+        )
     best = {k: min(v, key=lambda x: x["seconds"]) for k, v in runs.items()}
     sec = {k: v["seconds"] for k, v in best.items()}
     cpu = {k: min(x["cpu"] for x in v) for k, v in runs.items()}
     st = best["curate"]["stats"]
     print(f"\n1. {len(texts)} rows, best of {args.rounds} rounds")
     print(f"   embed only            {sec['embed']:7.1f}s")
-    print(f"   curate dedup          {sec['curate']:7.1f}s  (embedded {len({normalize_text(t) for t in texts})} "
-          f"texts in {st['seconds']['embed_s']:.1f}s; search {st['seconds']['search_s']:.2f}s, backend "
-          f"{st['backend']}; everything but embedding {sec['curate'] - st['seconds']['embed_s']:.1f}s)")
+    print(
+        f"   curate dedup          {sec['curate']:7.1f}s  (embedded {len({normalize_text(t) for t in texts})} "
+        f"texts in {st['seconds']['embed_s']:.1f}s; search {st['seconds']['search_s']:.2f}s, backend "
+        f"{st['backend']}; everything but embedding {sec['curate'] - st['seconds']['embed_s']:.1f}s)"
+    )
     print(f"   semhash               {sec['semhash']:7.1f}s")
     if "distilabel" in sec:
         print(f"   distilabel            {sec['distilabel']:7.1f}s")
@@ -330,8 +372,10 @@ def main() -> None:
     for k, target in (("embed", "<= 1.10"), ("semhash", "<= 1.00"), ("distilabel", "")):
         if k not in sec:
             continue
-        print(f"   curate / {k:<10}  wall {sec['curate'] / sec[k]:.3f}  cpu {cpu['curate'] / cpu[k]:.3f}  "
-              f"{'(target ' + target + ')' if target else ''}")
+        print(
+            f"   curate / {k:<10}  wall {sec['curate'] / sec[k]:.3f}  cpu {cpu['curate'] / cpu[k]:.3f}  "
+            f"{'(target ' + target + ')' if target else ''}"
+        )
     print("   what they kept (known originals):")
     for k in [m for m in ("curate", "semhash", "distilabel") if m in best]:
         print(f"     {k:<11} {quality(best[k], origin, n_origins)}")

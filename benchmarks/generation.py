@@ -63,7 +63,11 @@ def _raw(cfg, inputs) -> tuple[int, float]:
 
 def run_distilabel(cfg, inputs) -> tuple[int, float]:
     started = time.perf_counter()
-    rows = run_pipeline(partial(prompt_pipeline, cfg, inputs), cfg, {"prompt": batches(len(inputs), cfg.generate.instructions.batch_size)})
+    rows = run_pipeline(
+        partial(prompt_pipeline, cfg, inputs),
+        cfg,
+        {"prompt": batches(len(inputs), cfg.generate.instructions.batch_size)},
+    )
     elapsed = time.perf_counter() - started
     by_n = {row["n"]: row for row in rows}
     for row in inputs:  # same prompts on both sides, or the comparison means nothing
@@ -103,15 +107,19 @@ def main() -> None:
                 totals[side][0] += tokens
                 totals[side][1] += seconds
                 tps[side] = tokens / seconds
-                print(f"round {r + 1} {side:8s}: {tokens:5d} tokens in {seconds:6.1f} s = {tps[side]:6.1f} tok/s",
-                      flush=True)
+                print(
+                    f"round {r + 1} {side:8s}: {tokens:5d} tokens in {seconds:6.1f} s = {tps[side]:6.1f} tok/s",
+                    flush=True,
+                )
             round_ratios.append(tps["pipeline"] / tps["raw"])
     raw_tps = totals["raw"][0] / totals["raw"][1]
     pipe_tps = totals["pipeline"][0] / totals["pipeline"][1]
     print(f"raw llama-cpp-python : {raw_tps:6.1f} tok/s ({totals['raw'][0]} tokens)")
     print(f"distilabel pipeline  : {pipe_tps:6.1f} tok/s ({totals['pipeline'][0]} tokens)")
-    print(f"ratio pipeline/raw   : {pipe_tps / raw_tps:.2f}  (target >= 0.8; median of rounds "
-          f"{statistics.median(round_ratios):.2f}, rounds {', '.join(f'{x:.2f}' for x in round_ratios)})")
+    print(
+        f"ratio pipeline/raw   : {pipe_tps / raw_tps:.2f}  (target >= 0.8; median of rounds "
+        f"{statistics.median(round_ratios):.2f}, rounds {', '.join(f'{x:.2f}' for x in round_ratios)})"
+    )
 
 
 if __name__ == "__main__":

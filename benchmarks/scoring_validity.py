@@ -110,7 +110,11 @@ def gpt_agreement(idx: list[int], winner: np.ndarray) -> tuple[float, float, int
     gpt = {str(r["idx"]): str(r["gpt_result"]) for r in json.loads(PANDALM_GPT.read_text())}
     hits = np.array([gpt.get(str(i)) == str(w) for i, w in zip(idx, winner)])
     decided = np.array([gpt.get(str(i)) in ("1", "2") for i in idx], dtype=bool)
-    return float(hits.mean()), float(hits[decided].mean()) if decided.any() else float("nan"), int(decided.sum())
+    return (
+        float(hits.mean()),
+        float(hits[decided].mean()) if decided.any() else float("nan"),
+        int(decided.sum()),
+    )
 
 
 def agreement(scores: np.ndarray, winner: np.ndarray) -> float:
@@ -216,7 +220,9 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=0, help="Skip the first K PandaLM non-tie items.")
     ap.add_argument("--only", nargs="*", help="Candidate labels to run (default: all).")
     ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--wizard", type=Path, default=WIZARD, help="WizardLM test set jsonl (default: the odd rows).")
+    ap.add_argument(
+        "--wizard", type=Path, default=WIZARD, help="WizardLM test set jsonl (default: the odd rows)."
+    )
     ap.add_argument("--parity", choices=["all", "odd", "even"], default="all", help="Keep these idx only.")
     ap.add_argument(
         "--reference", action="store_true", help="Measure prior.REFERENCES on other data and exit."

@@ -72,8 +72,9 @@ def percent_agreement(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def judge_vs_human(records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1,
-                   min_agreement: float = 0.5) -> dict[str, dict[str, Any]]:
+def judge_vs_human(
+    records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1, min_agreement: float = 0.5
+) -> dict[str, dict[str, Any]]:
     """Per suggestion agent: agreement with the human decision (records) and with single votes."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: Counter())
     for record in records:
@@ -112,14 +113,17 @@ def position_bias(records: list[dict[str, Any]]) -> dict[str, Any]:
 
         p_value = round(float(binomtest(counts["A"], decisive, 0.5).pvalue), 4)
     return {
-        "A": counts["A"], "B": counts["B"], "tie": counts["tie"],
+        "A": counts["A"],
+        "B": counts["B"],
+        "tie": counts["tie"],
         "a_share": round(counts["A"] / decisive, 4) if decisive else None,
         "binomial_p": p_value,
     }
 
 
-def summary(records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1,
-            min_agreement: float = 0.5) -> dict[str, Any]:
+def summary(
+    records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1, min_agreement: float = 0.5
+) -> dict[str, Any]:
     """All agreement figures for the export summary, the status command and the dataset card."""
     alphas: dict[str, Any] = {}
     for question, level in QUESTIONS.items():

@@ -21,7 +21,12 @@ _SETTING_HINTS = ("threshold", "budget", "method", "keep", "backend", "min_", "m
 
 
 def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < limit:
             return name
     return "n>1M"
@@ -63,15 +68,30 @@ def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tupl
         rows.append((STAGE_LABELS.get(name, name), main, ", ".join(notes)))
     acc = summary["accounting"]
     rejected = sum(p.get("push", {}).get("rejected", 0) for p in latest)
-    rows.append(("pushed to Argilla", acc["records"]["total"],
-                 f"pushes: {len(pushes)}, rows quarantined (not reviewable or refused): {rejected}"))
-    rows.append(("reviewed (>= 1 submitted response)", summary["reviewed_records"],
-                 f"submitted responses: {acc['submitted_responses']['total']}, "
-                 f"discarded: {acc['discarded_responses']}, drafts: {acc['draft_responses']}"))
+    rows.append(
+        (
+            "pushed to Argilla",
+            acc["records"]["total"],
+            f"pushes: {len(pushes)}, rows quarantined (not reviewable or refused): {rejected}",
+        )
+    )
+    rows.append(
+        (
+            "reviewed (>= 1 submitted response)",
+            summary["reviewed_records"],
+            f"submitted responses: {acc['submitted_responses']['total']}, "
+            f"discarded: {acc['discarded_responses']}, drafts: {acc['draft_responses']}",
+        )
+    )
     excluded = ", ".join(f"{k}: {v}" for k, v in acc["records"]["excluded"].items()) or "none"
-    rows.append(("exported preference pairs", summary["pairs"],
-                 f"by humans: {acc['records']['exported_by_humans']}, by judge fallback: "
-                 f"{acc['records']['exported_by_judge']}; excluded records: {excluded}"))
+    rows.append(
+        (
+            "exported preference pairs",
+            summary["pairs"],
+            f"by humans: {acc['records']['exported_by_humans']}, by judge fallback: "
+            f"{acc['records']['exported_by_judge']}; excluded records: {excluded}",
+        )
+    )
     return rows
 
 
@@ -86,7 +106,10 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
         "configs": [
             {"config_name": "default", "data_files": [{"split": "train", "path": "parquet/train.parquet"}]},
             {"config_name": "sft", "data_files": [{"split": "train", "path": "parquet/sft.parquet"}]},
-            {"config_name": "responses", "data_files": [{"split": "train", "path": "parquet/responses.parquet"}]},
+            {
+                "config_name": "responses",
+                "data_files": [{"split": "train", "path": "parquet/responses.parquet"}],
+            },
         ],
     }
     out = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", ""]
@@ -125,10 +148,17 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
         f"| in exported pairs | {acc['submitted_responses']['in_export']} |",
     ]
     out += [f"| excluded: {k} | {v} |" for k, v in acc["submitted_responses"]["excluded"].items()]
-    out += ["", "## Agreement", "", "| question | Krippendorff's alpha | level | annotators | records with 2+ answers |",
-            "|---|---:|---|---:|---:|"]
-    out += [f"| {q} | {_fmt(a['alpha'])} | {a['level']} | {a['annotators']} | {a['units']} |"
-            for q, a in agr["krippendorff_alpha"].items()]
+    out += [
+        "",
+        "## Agreement",
+        "",
+        "| question | Krippendorff's alpha | level | annotators | records with 2+ answers |",
+        "|---|---:|---|---:|---:|",
+    ]
+    out += [
+        f"| {q} | {_fmt(a['alpha'])} | {a['level']} | {a['annotators']} | {a['units']} |"
+        for q, a in agr["krippendorff_alpha"].items()
+    ]
     pa, pb = agr["percent_agreement"], agr["position_bias"]
     out += [
         "",
@@ -138,11 +168,15 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
         f"tie {pb['tie']}; binomial p = {_fmt(pb['binomial_p'])}).",
     ]
     for agent, j in agr["judge_vs_human"].items():
-        out.append(f"- Judge `{agent}` vs human decision: {_fmt(j['agreement'])} over {j['records']} records "
-                   f"(overridden {j['overridden']}); vs single votes: {_fmt(j['vote_agreement'])}.")
+        out.append(
+            f"- Judge `{agent}` vs human decision: {_fmt(j['agreement'])} over {j['records']} records "
+            f"(overridden {j['overridden']}); vs single votes: {_fmt(j['vote_agreement'])}."
+        )
     out += ["", "## Models", ""]
     models = _models(provenance, agr)
-    out += [f"- {role}: {', '.join(f'`{m}`' for m in names)}" for role, names in models.items()] or ["- not recorded"]
+    out += [f"- {role}: {', '.join(f'`{m}`' for m in names)}" for role, names in models.items()] or [
+        "- not recorded"
+    ]
     out += [
         "",
         "## Columns",
@@ -156,7 +190,7 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
         "",
         "```python",
         "from datasets import load_dataset",
-        "pairs = load_dataset(\"<repo>\", split=\"train\")  # DPOTrainer(train_dataset=pairs, ...)",
+        'pairs = load_dataset("<repo>", split="train")  # DPOTrainer(train_dataset=pairs, ...)',
         "```",
         "",
         "## Licence",
@@ -171,8 +205,10 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
 def _intro(provenance: dict[str, Any]) -> str:
     pushes = provenance.get("pushes") or []
     if any(p.get("stages") for p in pushes):
-        return ("Synthetic prompt/response pairs generated and curated with `curate` (distilabel generation, "
-                "embedding dedup, Deita scoring), then reviewed by people in Argilla.")
+        return (
+            "Synthetic prompt/response pairs generated and curated with `curate` (distilabel generation, "
+            "embedding dedup, Deita scoring), then reviewed by people in Argilla."
+        )
     sources = sorted({Path(p["source"]).name for p in pushes if p.get("source")})
     origin = f" from {', '.join(f'`{s}`' for s in sources)}" if sources else ""
     return f"Prompt/response pairs pushed{origin} with `curate push`, then reviewed by people in Argilla."
@@ -185,8 +221,12 @@ def _min_submitted(provenance: dict[str, Any]) -> Any:
 
 def _models(provenance: dict[str, Any], agreement: dict[str, Any]) -> dict[str, list[str]]:
     roles: dict[str, set[str]] = {}
-    names = {"generators": "response generators", "instruction_generators": "instruction generators",
-             "judges": "judges (suggestions)", "scorers": "Deita scorers"}
+    names = {
+        "generators": "response generators",
+        "instruction_generators": "instruction generators",
+        "judges": "judges (suggestions)",
+        "scorers": "Deita scorers",
+    }
     for push in provenance.get("pushes", []):
         for key, values in (push.get("models") or {}).items():
             roles.setdefault(names.get(key, key), set()).update(values)

@@ -98,13 +98,19 @@ def generate_instructions(
     ),
     num: Optional[int] = typer.Option(None, "--num", "-n", help="Target number of instructions."),
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="Seed tasks (jsonl with `instruction`)."),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Instructions to evolve (evol-instruct)."),
-    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Resume from distilabel's cache."),
+    input: Optional[Path] = typer.Option(
+        None, "--input", "-i", help="Instructions to evolve (evol-instruct)."
+    ),
+    resume: Optional[bool] = typer.Option(
+        None, "--resume/--no-resume", help="Resume from distilabel's cache."
+    ),
     ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Run on a Ray cluster (RAY_ADDRESS)."),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Generate instructions: prompt, Self-Instruct, Magpie or EvolInstruct."""
-    instr = {k: v for k, v in {"method": method, "num_instructions": num, "seeds": seeds}.items() if v is not None}
+    instr = {
+        k: v for k, v in {"method": method, "num_instructions": num, "seeds": seeds}.items() if v is not None
+    }
     gen = {k: v for k, v in {"resume": resume, "ray": ray}.items() if v is not None}
     cfg = _load(config, {"generate": gen | {"instructions": instr}})
 
@@ -121,16 +127,24 @@ def generate_instructions(
 
 @generate_app.command("preferences")
 def generate_preferences(
-    input: Path = typer.Option(..., "--input", "-i", help="Instructions (a curate output, jsonl, parquet, csv)."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="Instructions (a curate output, jsonl, parquet, csv)."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
-    num_generations: Optional[int] = typer.Option(None, "--num-generations", "-g", help="Responses per prompt."),
+    num_generations: Optional[int] = typer.Option(
+        None, "--num-generations", "-g", help="Responses per prompt."
+    ),
     evol_quality: Optional[bool] = typer.Option(None, "--evol-quality/--no-evol-quality"),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume"),
     ray: Optional[bool] = typer.Option(None, "--ray/--no-ray"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Generate N responses per instruction, optionally EvolQuality, and judge them with UltraFeedback."""
-    prefs = {k: v for k, v in {"num_generations": num_generations, "evol_quality": evol_quality}.items() if v is not None}
+    prefs = {
+        k: v
+        for k, v in {"num_generations": num_generations, "evol_quality": evol_quality}.items()
+        if v is not None
+    }
     gen = {k: v for k, v in {"resume": resume, "ray": ray}.items() if v is not None}
     cfg = _load(config, {"generate": gen | {"preferences": prefs}})
 
@@ -150,7 +164,9 @@ def dedup(
     input: Path = typer.Option(..., "--input", "-i"),
     output: Path = typer.Option(..., "--output", "-o"),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Cosine similarity threshold."),
-    column: Optional[str] = typer.Option(None, "--column", help="Text column compared (default instruction)."),
+    column: Optional[str] = typer.Option(
+        None, "--column", help="Text column compared (default instruction)."
+    ),
     include_response: Optional[bool] = typer.Option(None, "--include-response/--instruction-only"),
     keep: Optional[str] = typer.Option(None, "--keep", help="auto | deita | rating | first"),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto | exact | faiss"),
@@ -158,8 +174,14 @@ def dedup(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Remove exact and semantic near-duplicates, keeping each cluster's best row and explaining why."""
-    opts = dict(threshold=threshold, column=column, include_response=include_response, keep=keep,
-                backend=backend, dry_run=dry_run)
+    opts = dict(
+        threshold=threshold,
+        column=column,
+        include_response=include_response,
+        keep=keep,
+        backend=backend,
+        dry_run=dry_run,
+    )
     cfg = _load(config, _overrides(dedup=opts))
 
     def go():
@@ -237,12 +259,16 @@ def _review_stage(fn):
 
 @app.command("push")
 def push(
-    input: Path = typer.Option(..., "--input", "-i", help="Preference rows: a curate output, jsonl, parquet, csv."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="Preference rows: a curate output, jsonl, parquet, csv."
+    ),
     dataset: Optional[str] = DatasetOpt,
     workspace: Optional[str] = WorkspaceOpt,
     min_submitted: Optional[int] = typer.Option(None, "--min-submitted", help="Annotators per record."),
     update_settings: Optional[bool] = typer.Option(
-        None, "--update-settings/--keep-settings", help="Apply metadata/vector/guidelines changes to an existing dataset."
+        None,
+        "--update-settings/--keep-settings",
+        help="Apply metadata/vector/guidelines changes to an existing dataset.",
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the recorded A/B order."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Records per upsert (max 500)."),
@@ -251,20 +277,37 @@ def push(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Push pairs to Argilla for human review (idempotent: re-runs skip records already there)."""
-    cfg = _load(config, _overrides(
-        argilla={"dataset": dataset, "workspace": workspace},
-        review={"min_submitted": min_submitted, "update_settings": update_settings, "seed": seed,
-                "batch_size": batch_size, "vectors": vectors},
-    ))
+    cfg = _load(
+        config,
+        _overrides(
+            argilla={"dataset": dataset, "workspace": workspace},
+            review={
+                "min_submitted": min_submitted,
+                "update_settings": update_settings,
+                "seed": seed,
+                "batch_size": batch_size,
+                "vectors": vectors,
+            },
+        ),
+    )
 
     def go():
         from curate.io import read_rows
         from curate.review.push import push as run
 
-        stats = run(read_rows(input), cfg, cfg.argilla.dataset, cfg.argilla.workspace, source=input,
-                    quarantine=quarantine)
-        _print_stats(f"{stats['created']} new, {stats['already_present']} already there, {stats['rejected']} "
-                     f"quarantined -> {cfg.argilla.workspace}/{cfg.argilla.dataset} at {stats['api_url']}", stats)
+        stats = run(
+            read_rows(input),
+            cfg,
+            cfg.argilla.dataset,
+            cfg.argilla.workspace,
+            source=input,
+            quarantine=quarantine,
+        )
+        _print_stats(
+            f"{stats['created']} new, {stats['already_present']} already there, {stats['rejected']} "
+            f"quarantined -> {cfg.argilla.workspace}/{cfg.argilla.dataset} at {stats['api_url']}",
+            stats,
+        )
 
     _review_stage(go)
 
@@ -289,10 +332,14 @@ def status(
             print(json.dumps(st, indent=2, default=str))
             return
         out = Console()
-        out.print(f"[bold]{st['workspace']}/{st['dataset']}[/] at {st['api_url']} "
-                  f"(min_submitted={st['min_submitted']})")
-        out.print(f"records: {st['records']}  completed: [green]{st['completed']}[/]  pending: {st['pending']}  "
-                  f"with disagreement: [yellow]{st['records_with_disagreement']}[/]")
+        out.print(
+            f"[bold]{st['workspace']}/{st['dataset']}[/] at {st['api_url']} "
+            f"(min_submitted={st['min_submitted']})"
+        )
+        out.print(
+            f"records: {st['records']}  completed: [green]{st['completed']}[/]  pending: {st['pending']}  "
+            f"with disagreement: [yellow]{st['records_with_disagreement']}[/]"
+        )
         table = Table(title="responses per annotator")
         for col in ("annotator", "submitted", "discarded", "draft"):
             table.add_column(col)
@@ -300,11 +347,15 @@ def status(
             table.add_row(user, *(str(counts.get(k, 0)) for k in ("submitted", "discarded", "draft")))
         out.print(table)
         agr = st["agreement"]
-        alphas = ", ".join(f"{q}={a['alpha'] if a['alpha'] is not None else 'n/a'}"
-                           for q, a in agr["krippendorff_alpha"].items())
+        alphas = ", ".join(
+            f"{q}={a['alpha'] if a['alpha'] is not None else 'n/a'}"
+            for q, a in agr["krippendorff_alpha"].items()
+        )
         out.print(f"Krippendorff alpha: {alphas}")
-        out.print(f"percent agreement: {agr['percent_agreement']['pairwise']}  "
-                  f"A chosen share: {agr['position_bias']['a_share']}")
+        out.print(
+            f"percent agreement: {agr['percent_agreement']['pairwise']}  "
+            f"A chosen share: {agr['position_bias']['a_share']}"
+        )
         for agent, j in agr["judge_vs_human"].items():
             out.print(f"judge {agent} vs humans: {j['agreement']} over {j['records']} records")
 
@@ -313,16 +364,22 @@ def status(
 
 @app.command("export")
 def export(
-    output: Path = typer.Option(..., "--output", "-o", help="Output directory (DatasetDict + README.md card)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output directory (DatasetDict + README.md card)."
+    ),
     dataset: Optional[str] = DatasetOpt,
     workspace: Optional[str] = WorkspaceOpt,
-    to_hub: Optional[str] = typer.Option(None, "--to-hub", help="Also push to this Hub dataset repo (HF_TOKEN)."),
+    to_hub: Optional[str] = typer.Option(
+        None, "--to-hub", help="Also push to this Hub dataset repo (HF_TOKEN)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing Hub repo's data."),
     policy: Optional[str] = typer.Option(None, "--policy", help="majority | unanimous"),
     min_votes: Optional[int] = typer.Option(None, "--min-votes", help="Submitted votes a record needs."),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Winning vote share needed."),
     include_unreviewed: Optional[bool] = typer.Option(
-        None, "--include-unreviewed/--reviewed-only", help="Use the judge for records nobody reviewed (marked)."
+        None,
+        "--include-unreviewed/--reviewed-only",
+        help="Use the judge for records nobody reviewed (marked).",
     ),
     use_corrections: Optional[bool] = typer.Option(
         None, "--use-corrections/--ignore-corrections", help="A reviewer's correction replaces `chosen`."
@@ -331,20 +388,33 @@ def export(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Export human-reviewed preference pairs (TRL format, SFT, all responses) with a dataset card."""
-    cfg = _load(config, _overrides(
-        argilla={"dataset": dataset, "workspace": workspace},
-        export={"policy": policy, "min_votes": min_votes, "min_agreement": min_agreement,
-                "include_unreviewed": include_unreviewed, "use_corrections": use_corrections, "license": license},
-    ))
+    cfg = _load(
+        config,
+        _overrides(
+            argilla={"dataset": dataset, "workspace": workspace},
+            export={
+                "policy": policy,
+                "min_votes": min_votes,
+                "min_agreement": min_agreement,
+                "include_unreviewed": include_unreviewed,
+                "use_corrections": use_corrections,
+                "license": license,
+            },
+        ),
+    )
 
     def go():
         from curate.export import export as run
 
-        summary = run(cfg, cfg.argilla.dataset, cfg.argilla.workspace, output, to_hub=to_hub, overwrite=overwrite)
+        summary = run(
+            cfg, cfg.argilla.dataset, cfg.argilla.workspace, output, to_hub=to_hub, overwrite=overwrite
+        )
         acc = summary["accounting"]
-        _print_stats(f"{summary['pairs']} pairs from {acc['records']['total']} records -> {output}"
-                     + (f" and {summary['hub_url']}" if summary.get("hub_url") else ""),
-                     {"accounting": acc, "agreement": summary["agreement"]})
+        _print_stats(
+            f"{summary['pairs']} pairs from {acc['records']['total']} records -> {output}"
+            + (f" and {summary['hub_url']}" if summary.get("hub_url") else ""),
+            {"accounting": acc, "agreement": summary["agreement"]},
+        )
 
     _review_stage(go)
 
@@ -386,8 +456,13 @@ def run(
     for stage in STAGES:
         e = manifest["stages"].get(stage.name)
         if e:
-            table.add_row(stage.name, str(e.get("rows_in") or ""), str(e.get("rows_out")),
-                          str(e.get("seconds")), e.get("output", ""))
+            table.add_row(
+                stage.name,
+                str(e.get("rows_in") or ""),
+                str(e.get("rows_out")),
+                str(e.get("seconds")),
+                e.get("output", ""),
+            )
     Console().print(table)
     if report:
         from curate.report import write_report
@@ -402,17 +477,25 @@ def _print_review_instructions(cfg: Config, run_dir: Path) -> None:
     stats_file = run_dir / "06-push" / "stats.json"
     push = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     url = push.get("url") or cfg.argilla.api_url
-    lines = [f"Review the records in Argilla: [bold]{url or '(see `curate server status`)'}[/]",
-             f"dataset [bold]{cfg.argilla.dataset}[/] in workspace [bold]{cfg.argilla.workspace}[/]"]
+    lines = [
+        f"Review the records in Argilla: [bold]{url or '(see `curate server status`)'}[/]",
+        f"dataset [bold]{cfg.argilla.dataset}[/] in workspace [bold]{cfg.argilla.workspace}[/]",
+    ]
     if cfg.argilla.api_url is None:
         from curate.server.launcher import start
 
         info = start(data_dir=cfg.server.data_dir, host=cfg.server.host, port=cfg.server.port)
-        lines.append(f"log in as [bold]{info.username}[/] / password [bold]{info.password}[/] "
-                     f"(stored in {info.data_dir})")
-        lines.append("add annotators: curate server users add NAME --role annotator "
-                     f"--workspace {cfg.argilla.workspace}")
-    lines.append(f"then export: curate export --dataset {cfg.argilla.dataset} --output {run_dir / '07-export'}")
+        lines.append(
+            f"log in as [bold]{info.username}[/] / password [bold]{info.password}[/] "
+            f"(stored in {info.data_dir})"
+        )
+        lines.append(
+            "add annotators: curate server users add NAME --role annotator "
+            f"--workspace {cfg.argilla.workspace}"
+        )
+    lines.append(
+        f"then export: curate export --dataset {cfg.argilla.dataset} --output {run_dir / '07-export'}"
+    )
     from rich.panel import Panel
 
     Console().print(Panel("\n".join(lines), title="next: human review", expand=False))

@@ -49,16 +49,19 @@ class EmbeddingConfig(Section):
 
 class InstructionsConfig(Section):
     method: Literal["prompt", "self-instruct", "magpie", "evol-instruct"] = Field(
-        "magpie", description="magpie needs no seeds and suits small instruct models (the embedded "
+        "magpie",
+        description="magpie needs no seeds and suits small instruct models (the embedded "
         "SmolLM2-135M: 19 of 20 kept; self-instruct from the built-in seeds: 0 of 34, it cannot write "
-        "Self-Instruct's task lists); self-instruct for a capable `llm`."
+        "Self-Instruct's task lists); self-instruct for a capable `llm`.",
     )
     num_instructions: int = Field(20, description="Target number of instructions (before filters).")
     seeds: Path | None = Field(None, description="Seed tasks jsonl (default: curate's built-in seeds).")
     topics: list[str] = Field(
         default_factory=lambda: ["science", "cooking", "programming", "history", "travel", "personal finance"]
     )
-    system_prompt: str = "You are a helpful assistant that writes clear, self-contained tasks for an AI assistant."
+    system_prompt: str = (
+        "You are a helpful assistant that writes clear, self-contained tasks for an AI assistant."
+    )
     rouge_threshold: float = Field(0.7, description="Self-Instruct novelty filter: max ROUGE-L vs the pool.")
     min_words: int = Field(3, description="Drop instructions shorter than this many words.")
     evol_steps: int = Field(1, description="EvolInstruct generations per seed.")
@@ -91,7 +94,9 @@ class GenerateConfig(Section):
     instructions: InstructionsConfig = Field(default_factory=InstructionsConfig)
     preferences: PreferencesConfig = Field(default_factory=PreferencesConfig)
     resume: bool = Field(True, description="Resume an interrupted run from distilabel's cache.")
-    ray: bool = Field(False, description="Run with distilabel's RayPipeline (RAY_ADDRESS selects the cluster).")
+    ray: bool = Field(
+        False, description="Run with distilabel's RayPipeline (RAY_ADDRESS selects the cluster)."
+    )
 
 
 class DedupConfig(Section):
@@ -115,27 +120,36 @@ class ScoreConfig(Section):
     quality_llm: LLMConfig | None = None
     batch_size: int = 8
     prompt: Literal["auto", "deita", "deita-anchored"] = Field(
-        "auto", description="deita = Deita's zero-shot prompt (for the hkust-nlp scorers); deita-anchored = "
+        "auto",
+        description="deita = Deita's zero-shot prompt (for the hkust-nlp scorers); deita-anchored = "
         "the same template after hand-written anchor examples (for small general models); auto = the "
-        "embedded scorer's validated setting when no scorer LLM is configured, else deita."
+        "embedded scorer's validated setting when no scorer LLM is configured, else deita.",
     )
     length_prior: float | None = Field(
-        None, ge=0.0, le=1.0, description="Weight of the text-length prior mixed with the Deita value "
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the text-length prior mixed with the Deita value "
         "(0 = pure Deita; unset = the validated default for the embedded scorer, else 0); needs reference "
-        "statistics for the model (see curate/scoring/prior.py)."
+        "statistics for the model (see curate/scoring/prior.py).",
     )
     quality_scorer: Literal["auto", "llm", "head"] = Field(
-        "auto", description="llm = Deita's quality prompt on the scorer LLM; head = the embedded quality head "
+        "auto",
+        description="llm = Deita's quality prompt on the scorer LLM; head = the embedded quality head "
         "(embedding + text features, curate/scoring/head.py); auto = head for the embedded default scorer, "
-        "llm when a scorer LLM is configured."
+        "llm when a scorer LLM is configured.",
     )
-    max_instruction_tokens: int = Field(512, description="Longer instructions are cut (head kept) before scoring.")
+    max_instruction_tokens: int = Field(
+        512, description="Longer instructions are cut (head kept) before scoring."
+    )
     max_response_tokens: int = Field(1024, description="Longer responses are cut (head kept) before scoring.")
 
 
 class SelectConfig(Section):
     budget: int = 1000
-    diversity_threshold: float = Field(0.9, description="Deita repr filter: max cosine similarity to kept rows.")
+    diversity_threshold: float = Field(
+        0.9, description="Deita repr filter: max cosine similarity to kept rows."
+    )
 
 
 class ArgillaConfig(Section):
@@ -272,9 +286,7 @@ def load_config(
         return Config.model_validate(data)
     except ValidationError as exc:
         where = str(path) if path else "environment"
-        lines = [
-            f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        ]
+        lines = [f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
 
 
@@ -290,8 +302,11 @@ def dump_config(cfg: Config, mask_secrets: bool = True) -> dict[str, Any]:
 
 def config_template() -> str:
     """A commented YAML with every option and its default (for `curate init`)."""
-    lines = ["# curate configuration: every option with its default. Delete what you don't change.",
-             "# Environment overrides: CURATE_<SECTION>__<KEY>=value, ARGILLA_API_URL, ARGILLA_API_KEY.", ""]
+    lines = [
+        "# curate configuration: every option with its default. Delete what you don't change.",
+        "# Environment overrides: CURATE_<SECTION>__<KEY>=value, ARGILLA_API_URL, ARGILLA_API_KEY.",
+        "",
+    ]
 
     def walk(model: type[BaseModel], instance: BaseModel, indent: int) -> None:
         pad = "  " * indent

@@ -33,8 +33,15 @@ from curate.config import ConfigError, DedupConfig, EmbeddingConfig
 from curate.io import InputError, check_text_column, stable_id
 
 EMBEDDING = "embedding"
-DEDUP_COLUMNS = ("dedup_cluster", "dedup_cluster_size", "duplicate_of", "dedup_similarity", "dedup_kind",
-                 "dedup_keep_rule", EMBEDDING)
+DEDUP_COLUMNS = (
+    "dedup_cluster",
+    "dedup_cluster_size",
+    "duplicate_of",
+    "dedup_similarity",
+    "dedup_kind",
+    "dedup_keep_rule",
+    EMBEDDING,
+)
 RESPONSE_COLUMNS = ("response", "output", "generations")
 # Bytes of similarity scores held at once by the brute-force backend (one block of rows x all rows).
 BLOCK_BYTES = 256 << 20
@@ -70,8 +77,11 @@ def normalize_text(text: str) -> str:
 
 def _best_generation(row_generations: Sequence[Any], row_ratings: Sequence[Any] | None) -> Any:
     """The generation a preference row would export as `chosen`: the best rated, else the first."""
-    rated = [(float(r), -i) for i, r in enumerate(row_ratings or [])
-             if isinstance(r, (int, float)) and i < len(row_generations)]
+    rated = [
+        (float(r), -i)
+        for i, r in enumerate(row_ratings or [])
+        if isinstance(r, (int, float)) and i < len(row_generations)
+    ]
     if rated:
         _, neg_index = max(rated)  # highest rating; the earliest on ties
         return row_generations[-neg_index]
@@ -97,14 +107,20 @@ def compared_texts(ds: Dataset, cfg: DedupConfig, source: Path | str | None = No
     if cfg.include_response:
         rcol = next((c for c in RESPONSE_COLUMNS if c in ds.column_names), None)
         if rcol is None:
-            raise InputError(source, "include_response needs a response column "
-                             f"({', '.join(RESPONSE_COLUMNS)}); has: {', '.join(ds.column_names)}", field="response")
+            raise InputError(
+                source,
+                "include_response needs a response column "
+                f"({', '.join(RESPONSE_COLUMNS)}); has: {', '.join(ds.column_names)}",
+                field="response",
+            )
         if rcol == "generations":
             ratings = list(ds["ratings"]) if "ratings" in ds.column_names else [None] * len(ds)
             responses = [_best_generation(g or [], r) for g, r in zip(ds["generations"], ratings)]
             for i, r in enumerate(responses):
                 if not isinstance(r, str) or not r.strip():
-                    raise InputError(source, f"empty or missing generation at row {i + 1}", i + 1, "generations")
+                    raise InputError(
+                        source, f"empty or missing generation at row {i + 1}", i + 1, "generations"
+                    )
         else:
             check_text_column(ds, rcol, source)
             responses = list(ds[rcol])
@@ -117,8 +133,14 @@ def compared_texts(ds: Dataset, cfg: DedupConfig, source: Path | str | None = No
 
 
 def progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=_console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console,
+        transient=True,
+    )
 
 
 def _declared_dim(emb: EmbeddingConfig) -> int | None:
@@ -181,7 +203,11 @@ def stored_embeddings(ds: Dataset, dim: int) -> np.ndarray | None:
     if col.null_count:
         return None
     arr = col.combine_chunks()
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
+    if not (
+        pa.types.is_list(arr.type)
+        or pa.types.is_large_list(arr.type)
+        or pa.types.is_fixed_size_list(arr.type)
+    ):
         return None
     if pa.types.is_fixed_size_list(arr.type):
         if arr.type.list_size != dim:
@@ -242,8 +268,9 @@ def ann_params(n: int, nprobe: int | None = None) -> tuple[int, int]:
     return nlist, min(nlist, probe)
 
 
-def _pairs_faiss(x: np.ndarray, threshold: float, nprobe: int | None = None,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pairs_faiss(
+    x: np.ndarray, threshold: float, nprobe: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs above threshold in an IVF layout: faiss k-means cells, every vector probes its `nprobe` nearest.
 
     Each vector lives in its nearest cell and is compared, by exact matrix products, with the members of
@@ -260,8 +287,9 @@ def _pairs_faiss(x: np.ndarray, threshold: float, nprobe: int | None = None,
     nlist, probe = ann_params(n, nprobe)
     if nlist == 1:  # too few vectors to train cells: one cell, i.e. brute force
         return _pairs_exact(x, threshold)
-    kmeans = faiss.Kmeans(d, nlist, niter=6, spherical=True, seed=seed, max_points_per_centroid=40,
-                          verbose=False)
+    kmeans = faiss.Kmeans(
+        d, nlist, niter=6, spherical=True, seed=seed, max_points_per_centroid=40, verbose=False
+    )
     rng = np.random.default_rng(seed)
     # faiss wants >= 39 training points per centroid; more only slows training (balance is all we need)
     train = x if n <= nlist * 40 else x[np.sort(rng.choice(n, nlist * 40, replace=False))]
@@ -301,8 +329,9 @@ def _pairs_faiss(x: np.ndarray, threshold: float, nprobe: int | None = None,
     return key // n, key % n, np.concatenate(sims)[first]
 
 
-def similar_pairs(x: np.ndarray, threshold: float, backend: str = "exact",
-                  nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def similar_pairs(
+    x: np.ndarray, threshold: float, backend: str = "exact", nprobe: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index pairs (i < j) of rows of the normalised matrix `x` whose cosine is >= threshold."""
     if backend == "faiss":
         return _pairs_faiss(x, threshold, nprobe)
@@ -335,13 +364,18 @@ def keep_scores(ds: Dataset, rule: str, source: Path | str) -> tuple[str, np.nda
         if present:
             scores[name] = np.array([_as_score(v) for v in ds[column[name]]], dtype=np.float64)
     if rule == "auto":
-        rule = next((r for r in ("deita", "rating") if r in scores and not np.isnan(scores[r]).all()), "first")
+        rule = next(
+            (r for r in ("deita", "rating") if r in scores and not np.isnan(scores[r]).all()), "first"
+        )
     if rule == "first":
         return rule, np.zeros(len(ds))
     if rule not in scores:
         hint = "run `curate score` first" if rule == "deita" else "use preference rows with judge `ratings`"
-        raise InputError(source, f"dedup.keep={rule} needs this column ({hint}), or use keep=auto|first",
-                         field=column[rule])
+        raise InputError(
+            source,
+            f"dedup.keep={rule} needs this column ({hint}), or use keep=auto|first",
+            field=column[rule],
+        )
     return rule, scores[rule]
 
 
@@ -365,8 +399,9 @@ def _timer(stats: dict[str, float], key: str) -> Iterator[None]:
     stats[key] = round(time.perf_counter() - t0, 3)
 
 
-def dedup(ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig,
-          source: Path | str | None = None) -> tuple[Dataset, Dataset, dict[str, Any]]:
+def dedup(
+    ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig, source: Path | str | None = None
+) -> tuple[Dataset, Dataset, dict[str, Any]]:
     """Remove exact and semantic near-duplicates, keeping each cluster's best row; returns (kept, removed, stats)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -389,8 +424,9 @@ def dedup(ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig,
     # 1. exact groups on the normalised text; each group's representative is its best row
     with _timer(timings, "exact_s"):
         group_of: dict[str, int] = {}
-        group = np.fromiter((group_of.setdefault(normalize_text(t), len(group_of)) for t in texts),
-                            dtype=np.int64, count=n)
+        group = np.fromiter(
+            (group_of.setdefault(normalize_text(t), len(group_of)) for t in texts), dtype=np.int64, count=n
+        )
         n_groups = len(group_of)
         best_pref = np.full(n_groups, n, dtype=np.int64)
         np.minimum.at(best_pref, group, pref)

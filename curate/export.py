@@ -28,65 +28,71 @@ from curate.review.pull import decide, pull, submitted, votes
 from curate.review.push import PROVENANCE_KEY
 
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
-PAIR_FEATURES = Features({
-    "id": Value("string"),
-    "prompt": Value("string"),
-    "chosen": Value("string"),
-    "rejected": Value("string"),
-    "prompt_messages": MESSAGES,
-    "chosen_messages": MESSAGES,
-    "rejected_messages": MESSAGES,
-    "chosen_rating": Value("float64"),
-    "rejected_rating": Value("float64"),
-    "rating_source": Value("string"),
-    "agreement": Value("float64"),
-    "num_annotators": Value("int64"),
-    "votes_chosen": Value("int64"),
-    "votes_rejected": Value("int64"),
-    "votes_tie": Value("int64"),
-    "annotators": Sequence(Value("string")),
-    "decided_by": Value("string"),
-    "chosen_position": Value("string"),
-    "chosen_index": Value("int64"),
-    "rejected_index": Value("int64"),
-    "chosen_corrected": Value("bool"),
-    "chosen_original": Value("string"),
-    "judge_suggestion": Value("string"),
-    "judge_agent": Value("string"),
-    "judge_score": Value("float64"),
-    "human_overrode_judge": Value("bool"),
-    "complexity": Value("float64"),
-    "quality": Value("float64"),
-    "chosen_quality": Value("float64"),
-    "rejected_quality": Value("float64"),
-    "deita_score": Value("float64"),
-    "dedup_cluster": Value("int64"),
-    "dedup_cluster_size": Value("int64"),
-    "chosen_model": Value("string"),
-    "rejected_model": Value("string"),
-    "method": Value("string"),
-    "comments": Sequence(Value("string")),
-    "source_id": Value("string"),
-})
-SFT_FEATURES = Features({
-    "id": Value("string"),
-    "prompt": Value("string"),
-    "completion": Value("string"),
-    "messages": MESSAGES,
-    "decided_by": Value("string"),
-})
-RESPONSE_FEATURES = Features({
-    "record_id": Value("string"),
-    "annotator": Value("string"),
-    "status": Value("string"),
-    "preference": Value("string"),
-    "preferred_index": Value("int64"),
-    "rating_a": Value("int64"),
-    "rating_b": Value("int64"),
-    "corrected": Value("string"),
-    "comment": Value("string"),
-    "outcome": Value("string"),
-})
+PAIR_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "prompt": Value("string"),
+        "chosen": Value("string"),
+        "rejected": Value("string"),
+        "prompt_messages": MESSAGES,
+        "chosen_messages": MESSAGES,
+        "rejected_messages": MESSAGES,
+        "chosen_rating": Value("float64"),
+        "rejected_rating": Value("float64"),
+        "rating_source": Value("string"),
+        "agreement": Value("float64"),
+        "num_annotators": Value("int64"),
+        "votes_chosen": Value("int64"),
+        "votes_rejected": Value("int64"),
+        "votes_tie": Value("int64"),
+        "annotators": Sequence(Value("string")),
+        "decided_by": Value("string"),
+        "chosen_position": Value("string"),
+        "chosen_index": Value("int64"),
+        "rejected_index": Value("int64"),
+        "chosen_corrected": Value("bool"),
+        "chosen_original": Value("string"),
+        "judge_suggestion": Value("string"),
+        "judge_agent": Value("string"),
+        "judge_score": Value("float64"),
+        "human_overrode_judge": Value("bool"),
+        "complexity": Value("float64"),
+        "quality": Value("float64"),
+        "chosen_quality": Value("float64"),
+        "rejected_quality": Value("float64"),
+        "deita_score": Value("float64"),
+        "dedup_cluster": Value("int64"),
+        "dedup_cluster_size": Value("int64"),
+        "chosen_model": Value("string"),
+        "rejected_model": Value("string"),
+        "method": Value("string"),
+        "comments": Sequence(Value("string")),
+        "source_id": Value("string"),
+    }
+)
+SFT_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "prompt": Value("string"),
+        "completion": Value("string"),
+        "messages": MESSAGES,
+        "decided_by": Value("string"),
+    }
+)
+RESPONSE_FEATURES = Features(
+    {
+        "record_id": Value("string"),
+        "annotator": Value("string"),
+        "status": Value("string"),
+        "preference": Value("string"),
+        "preferred_index": Value("int64"),
+        "rating_a": Value("int64"),
+        "rating_b": Value("int64"),
+        "corrected": Value("string"),
+        "comment": Value("string"),
+        "outcome": Value("string"),
+    }
+)
 
 
 class ExportError(rc.ReviewError):
@@ -112,8 +118,9 @@ def _correction(record: dict[str, Any], winner: str) -> str | None:
     return None
 
 
-def build_pair(record: dict[str, Any], label: str, share: float | None, decided_by: str,
-               use_corrections: bool) -> dict[str, Any]:
+def build_pair(
+    record: dict[str, Any], label: str, share: float | None, decided_by: str, use_corrections: bool
+) -> dict[str, Any]:
     """The TRL row for a record whose chosen response is shown label `label` (A or B)."""
     meta = record["metadata"]
     lo, hi = label.lower(), _other(label).lower()
@@ -128,7 +135,10 @@ def build_pair(record: dict[str, Any], label: str, share: float | None, decided_
     if human_chosen is not None or human_rejected is not None:
         chosen_rating, rejected_rating, rating_source = human_chosen, human_rejected, "human"
     else:
-        chosen_rating, rejected_rating = _mean([meta.get(f"judge_rating_{lo}")]), _mean([meta.get(f"judge_rating_{hi}")])
+        chosen_rating, rejected_rating = (
+            _mean([meta.get(f"judge_rating_{lo}")]),
+            _mean([meta.get(f"judge_rating_{hi}")]),
+        )
         rating_source = "judge" if chosen_rating is not None or rejected_rating is not None else None
     suggestion = record["suggestions"].get(st.PREFERENCE) or {}
     judged = suggestion.get("value")
@@ -175,7 +185,9 @@ def build_pair(record: dict[str, Any], label: str, share: float | None, decided_
     }
 
 
-def decide_records(records: list[dict[str, Any]], cfg: Config) -> tuple[list[dict], dict[str, Any], dict[str, str]]:
+def decide_records(
+    records: list[dict[str, Any]], cfg: Config
+) -> tuple[list[dict], dict[str, Any], dict[str, str]]:
     """(pairs, accounting, outcome per record id) under the export policy.
 
     Accounting: every record and every submitted response ends up exported or excluded with a reason;
@@ -233,10 +245,15 @@ def decide_records(records: list[dict[str, Any]], cfg: Config) -> tuple[list[dic
         "discarded_responses": sum(r["status"] == "discarded" for r in all_responses),
         "draft_responses": sum(r["status"] == "draft" for r in all_responses),
         "corrections_used": sum(p["chosen_corrected"] for p in pairs),
-        "policy": {"policy": ex.policy, "min_votes": ex.min_votes, "min_agreement": ex.min_agreement,
-                   "include_unreviewed": ex.include_unreviewed, "use_corrections": ex.use_corrections,
-                   "discards": "a discarded response is an abstention; a record with only discards is excluded",
-                   "ties": "a record whose winning vote is 'tie', or with two labels equally voted, is excluded"},
+        "policy": {
+            "policy": ex.policy,
+            "min_votes": ex.min_votes,
+            "min_agreement": ex.min_agreement,
+            "include_unreviewed": ex.include_unreviewed,
+            "use_corrections": ex.use_corrections,
+            "discards": "a discarded response is an abstention; a record with only discards is excluded",
+            "ties": "a record whose winning vote is 'tie', or with two labels equally voted, is excluded",
+        },
     }
     check_accounting(accounting)
     return pairs, accounting, outcome
@@ -257,21 +274,33 @@ def _response_rows(records: list[dict[str, Any]], outcome: dict[str, str]) -> li
         meta = record["metadata"]
         for r in record["responses"]:
             pref = r["preference"]
-            index = meta.get(f"{pref.lower()}_index") if pref in ("A", "B") else (-1 if pref == "tie" else None)
-            rows.append({
-                "record_id": record["id"], "annotator": r["user"], "status": r["status"], "preference": pref,
-                "preferred_index": index, "rating_a": r["rating_a"], "rating_b": r["rating_b"],
-                "corrected": r["corrected"], "comment": r["comment"],
-                "outcome": outcome.get(record["id"]) if r["status"] == "submitted" else r["status"],
-            })
+            index = (
+                meta.get(f"{pref.lower()}_index") if pref in ("A", "B") else (-1 if pref == "tie" else None)
+            )
+            rows.append(
+                {
+                    "record_id": record["id"],
+                    "annotator": r["user"],
+                    "status": r["status"],
+                    "preference": pref,
+                    "preferred_index": index,
+                    "rating_a": r["rating_a"],
+                    "rating_b": r["rating_b"],
+                    "corrected": r["corrected"],
+                    "comment": r["comment"],
+                    "outcome": outcome.get(record["id"]) if r["status"] == "submitted" else r["status"],
+                }
+            )
     return rows
 
 
 def _check_hub(repo_id: str, overwrite: bool) -> Any:
     """Fail before doing any work when the Hub cannot be written: offline, no token, repo exists."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise ExportError("--to-hub: HF_HUB_OFFLINE is set, so the Hub cannot be reached; unset it to push "
-                          "(the local export is unaffected)")
+        raise ExportError(
+            "--to-hub: HF_HUB_OFFLINE is set, so the Hub cannot be reached; unset it to push "
+            "(the local export is unaffected)"
+        )
     from huggingface_hub import HfApi, get_token
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or get_token()
@@ -285,13 +314,19 @@ def _check_hub(repo_id: str, overwrite: bool) -> Any:
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
         if status in (401, 403):
-            raise ExportError(f"--to-hub: the Hub rejected the token (HTTP {status}); check that HF_TOKEN is "
-                              "valid and has write access") from exc
+            raise ExportError(
+                f"--to-hub: the Hub rejected the token (HTTP {status}); check that HF_TOKEN is "
+                "valid and has write access"
+            ) from exc
         raise ExportError(f"--to-hub: the Hub answered with an error ({exc})") from exc
     except Exception as exc:
-        raise ExportError(f"--to-hub: cannot reach the Hugging Face Hub ({type(exc).__name__}: {exc})") from exc
+        raise ExportError(
+            f"--to-hub: cannot reach the Hugging Face Hub ({type(exc).__name__}: {exc})"
+        ) from exc
     if exists and not overwrite:
-        raise ExportError(f"--to-hub: dataset repo '{repo_id}' already exists; pass --overwrite to replace it")
+        raise ExportError(
+            f"--to-hub: dataset repo '{repo_id}' already exists; pass --overwrite to replace it"
+        )
     return api
 
 
@@ -299,14 +334,18 @@ def _push_to_hub(api: Any, repo_id: str, folder: Path, private: bool) -> str:
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         api.upload_folder(
-            repo_id=repo_id, repo_type="dataset", folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=str(folder),
             allow_patterns=["README.md", "summary.json", "parquet/*.parquet"],
             delete_patterns=["parquet/*.parquet"],
             commit_message="curate export",
         )
     except Exception as exc:
-        raise ExportError(f"--to-hub: upload to '{repo_id}' failed ({type(exc).__name__}: {exc}); "
-                          f"the local export in {folder} is complete") from exc
+        raise ExportError(
+            f"--to-hub: upload to '{repo_id}' failed ({type(exc).__name__}: {exc}); "
+            f"the local export in {folder} is complete"
+        ) from exc
     return f"https://huggingface.co/datasets/{repo_id}"
 
 
@@ -333,13 +372,23 @@ def export(
     ex = cfg.export
     agreement = agreement_summary(records, ex.policy, ex.min_votes, ex.min_agreement)
     provenance = rc.dataset_metadata(client, rg_dataset).get(PROVENANCE_KEY) or {}
-    sft = [{"id": p["id"], "prompt": p["prompt"], "completion": p["chosen"], "messages": p["chosen_messages"],
-            "decided_by": p["decided_by"]} for p in pairs]
-    splits = DatasetDict({
-        "train": Dataset.from_list(pairs, features=PAIR_FEATURES),
-        "sft": Dataset.from_list(sft, features=SFT_FEATURES),
-        "responses": Dataset.from_list(_response_rows(records, outcome), features=RESPONSE_FEATURES),
-    })
+    sft = [
+        {
+            "id": p["id"],
+            "prompt": p["prompt"],
+            "completion": p["chosen"],
+            "messages": p["chosen_messages"],
+            "decided_by": p["decided_by"],
+        }
+        for p in pairs
+    ]
+    splits = DatasetDict(
+        {
+            "train": Dataset.from_list(pairs, features=PAIR_FEATURES),
+            "sft": Dataset.from_list(sft, features=SFT_FEATURES),
+            "responses": Dataset.from_list(_response_rows(records, outcome), features=RESPONSE_FEATURES),
+        }
+    )
     summary: dict[str, Any] = {
         "dataset": dataset,
         "workspace": workspace,

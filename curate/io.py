@@ -49,7 +49,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", lineno)
+                raise InputError(
+                    path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", lineno
+                )
             if not text.strip():
                 continue
             try:
@@ -83,7 +85,9 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError(path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", line) from None
+        raise InputError(
+            path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", line
+        ) from None
     reader = csv.DictReader(text.splitlines())
     rows = []
     for row in reader:
@@ -112,7 +116,9 @@ def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str]
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise InputError(path, f"not a readable parquet file: {exc}") from None
     else:
-        raise InputError(path, f"unsupported input type; use one of {', '.join(READABLE)} or a dataset directory")
+        raise InputError(
+            path, f"unsupported input type; use one of {', '.join(READABLE)} or a dataset directory"
+        )
     if len(ds) == 0:
         raise InputError(path, "the input has no rows")
     require_columns(ds, required, path)
@@ -173,7 +179,9 @@ def check_text_column(ds: Dataset, column: str, path: Path | str) -> None:
     for i, value in enumerate(ds[column]):
         if not isinstance(value, str) or not value.strip():
             bad = sum(1 for v in ds[column] if not isinstance(v, str) or not v.strip())
-            raise InputError(path, f"empty or missing text in {bad} row(s), first at row {i + 1}", i + 1, column)
+            raise InputError(
+                path, f"empty or missing text in {bad} row(s), first at row {i + 1}", i + 1, column
+            )
 
 
 def load_stats(path: Path | str) -> dict[str, Any]:

@@ -158,14 +158,17 @@ def _review(summary: dict[str, Any]) -> str:
         )
         parts.append(
             "<table><tr><th>question</th><th>alpha</th><th>% agreement</th><th>items</th></tr>"
-            + rows + "</table>"
+            + rows
+            + "</table>"
         )
     for agent, stats in (agreement.get("judge_vs_human") or summary.get("judge_vs_human") or {}).items():
         if isinstance(stats, dict) and isinstance(stats.get("confusion"), dict):
             parts.append(_confusion(stats["confusion"], f"Judge {agent} vs humans"))
         if isinstance(stats, dict) and stats.get("agreement") is not None:
-            parts.append(f"<p>Judge <b>{_esc(agent)}</b> agrees with the human majority on "
-                         f"{stats['agreement']:.0%} of {stats.get('n', '?')} records.</p>")
+            parts.append(
+                f"<p>Judge <b>{_esc(agent)}</b> agrees with the human majority on "
+                f"{stats['agreement']:.0%} of {stats.get('n', '?')} records.</p>"
+            )
     bias = agreement.get("position_bias") or summary.get("position_bias")
     if isinstance(bias, dict) and bias:
         shown = {k: v for k, v in bias.items() if isinstance(v, (int, float))}
@@ -211,7 +214,9 @@ def build_report(run_dir: Path | None = None, export_dir: Path | None = None) ->
             sections.append(("Judge ratings", _ratings(prefs)))
         dedup = _load(run_dir / "03-dedup")
         if "train" in dedup:
-            sections.append(("Dedup clusters", _clusters(dedup["train"], dedup.get("removed", dedup["train"].select([])))))
+            sections.append(
+                ("Dedup clusters", _clusters(dedup["train"], dedup.get("removed", dedup["train"].select([]))))
+            )
         scored = _load(run_dir / "04-score").get("train")
         selected = _load(run_dir / "05-select").get("train")
         if scored is not None:
@@ -226,8 +231,9 @@ def build_report(run_dir: Path | None = None, export_dir: Path | None = None) ->
     return _page(manifest, sections, run_dir, export_dir)
 
 
-def _page(manifest: dict[str, Any], sections: list[tuple[str, str]], run_dir: Path | None,
-          export_dir: Path | None) -> str:
+def _page(
+    manifest: dict[str, Any], sections: list[tuple[str, str]], run_dir: Path | None, export_dir: Path | None
+) -> str:
     title = f"curate report: {manifest.get('run') or (run_dir.name if run_dir else export_dir.name if export_dir else '')}"
     stage_rows = "".join(
         f"<tr><td>{_esc(name)}</td><td>{_esc(e.get('status'))}</td><td>{_esc(e.get('rows_in'))}</td>"
@@ -236,7 +242,10 @@ def _page(manifest: dict[str, Any], sections: list[tuple[str, str]], run_dir: Pa
     )
     stage_table = (
         "<table><tr><th>stage</th><th>status</th><th>rows in</th><th>rows out</th><th>seconds</th></tr>"
-        + stage_rows + "</table>" if stage_rows else ""
+        + stage_rows
+        + "</table>"
+        if stage_rows
+        else ""
     )
     models = manifest.get("models", {})
     model_text = ", ".join(f"{k}: {_esc(v.get('name'))}" for k, v in models.items() if isinstance(v, dict))
@@ -252,14 +261,16 @@ td, th {{ border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertic
 img {{ max-width: 100%; }} .meta {{ color: #666; }}
 </style></head><body>
 <h1>{_esc(title)}</h1>
-<p class="meta">generated {generated}{' · models: ' + model_text if model_text else ''}</p>
+<p class="meta">generated {generated}{" · models: " + model_text if model_text else ""}</p>
 {stage_table}
-{body or '<p>No stage output found yet.</p>'}
+{body or "<p>No stage output found yet.</p>"}
 </body></html>
 """
 
 
-def write_report(run_dir: Path | None = None, export_dir: Path | None = None, out: Path | None = None) -> Path:
+def write_report(
+    run_dir: Path | None = None, export_dir: Path | None = None, out: Path | None = None
+) -> Path:
     """Write report.html (into the run dir, else the export dir) atomically and return its path."""
     target = out or ((run_dir or export_dir) / REPORT_NAME)  # type: ignore[operator]
     tmp = target.with_name(f".{target.name}.tmp")

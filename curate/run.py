@@ -27,8 +27,16 @@ from curate.io import InputError, read_rows, stable_id, write_dataset
 
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (
-    "curate", "distilabel", "argilla", "argilla-server", "datasets", "sentence-transformers",
-    "llama_cpp_python", "torch", "transformers", "faiss-cpu",
+    "curate",
+    "distilabel",
+    "argilla",
+    "argilla-server",
+    "datasets",
+    "sentence-transformers",
+    "llama_cpp_python",
+    "torch",
+    "transformers",
+    "faiss-cpu",
 )
 
 
@@ -44,7 +52,9 @@ class EmptyStageError(InputError):
                 "; a small LLM rarely writes instructions these filters accept: try "
                 "generate.instructions.method: magpie, or a stronger `llm`"
             )
-        super().__init__(out, f"stage {stage.name} kept no rows" + (f" (dropped {why})" if why else "") + hint)
+        super().__init__(
+            out, f"stage {stage.name} kept no rows" + (f" (dropped {why})" if why else "") + hint
+        )
 
 
 @dataclass(frozen=True)

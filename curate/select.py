@@ -45,12 +45,16 @@ def score_column(ds: Dataset, source: Path | str) -> tuple[str, np.ndarray]:
             values = np.array([_as_score(v) for v in ds[column]], dtype=np.float64)
             if not np.isnan(values).all():
                 return column, values
-    raise InputError(source, f"no scores to rank by: needs one of {', '.join(SCORE_COLUMNS)} "
-                     "(run `curate score` first)", field="deita_score")
+    raise InputError(
+        source,
+        f"no scores to rank by: needs one of {', '.join(SCORE_COLUMNS)} (run `curate score` first)",
+        field="deita_score",
+    )
 
 
-def repr_filter(x: np.ndarray, order: np.ndarray, budget: int,
-                threshold: float) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+def repr_filter(
+    x: np.ndarray, order: np.ndarray, budget: int, threshold: float
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
     """Deita's repr filter over rows `order` (best first) of the normalised matrix `x`.
 
     Returns the taken rows in order, and for every row whether it was visited before the budget ran out,
@@ -91,8 +95,9 @@ def repr_filter(x: np.ndarray, order: np.ndarray, budget: int,
     return taken, visited, max_sim, nearest
 
 
-def select(ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig,
-           source: Path | str | None = None) -> tuple[Dataset, Dataset, dict[str, Any]]:
+def select(
+    ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig, source: Path | str | None = None
+) -> tuple[Dataset, Dataset, dict[str, Any]]:
     """Pick up to `budget` rows, best score first, skipping rows too similar to those already picked."""
     from curate.models import encoder_name
 
@@ -101,8 +106,9 @@ def select(ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig,
     if cfg.budget < 1:
         raise ConfigError(f"select.budget: {cfg.budget} must be at least 1")
     if not -1.0 < cfg.diversity_threshold <= 1.0:
-        raise ConfigError(f"select.diversity_threshold: {cfg.diversity_threshold} is not a cosine similarity "
-                          "in (-1, 1]")
+        raise ConfigError(
+            f"select.diversity_threshold: {cfg.diversity_threshold} is not a cosine similarity in (-1, 1]"
+        )
     n = len(ds)
     if n == 0:
         raise InputError(source, "the input has no rows")
@@ -143,7 +149,9 @@ def select(ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig,
             reasons.append(f"budget of {cfg.budget} reached")
             counts["budget"] += 1
         else:
-            reasons.append(f"similar to selected {ids[nearest[i]]} (cosine {max_sim[i]:.3f} >= {cfg.diversity_threshold})")
+            reasons.append(
+                f"similar to selected {ids[nearest[i]]} (cosine {max_sim[i]:.3f} >= {cfg.diversity_threshold})"
+            )
             counts["similar"] += 1
     similarity = [None if math.isnan(s) else float(s) for s in max_sim.tolist()]
 

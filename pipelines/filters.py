@@ -192,6 +192,7 @@ def normalize(text: str) -> str:
 
 # --- ROUGE-L (Self-Instruct novelty) -------------------------------------------------------------
 
+
 def _lcs(a: list[str], b: list[str]) -> int:
     if len(a) < len(b):
         a, b = b, a
@@ -264,6 +265,7 @@ class RougeNovelty:
 
 
 # --- WizardLM elimination ------------------------------------------------------------------------
+
 
 def elimination_reason(parent: str, evolved: str, answer: str | None) -> str | None:
     """WizardLM's elimination step for a failed evolution (a stats key), or None if it survives.

@@ -63,7 +63,9 @@ PROMPT_TEMPLATE = (
     "Reply with the user's message only, in one or two sentences."
 )
 SELF_INSTRUCT_PER_CALL = 3  # queries asked per Self-Instruct call: a small model lists few well
-MAGPIE_SYSTEM_PROMPT = "You are a helpful AI assistant. The user asks you questions and gives you tasks about {topic}."
+MAGPIE_SYSTEM_PROMPT = (
+    "You are a helpful AI assistant. The user asks you questions and gives you tasks about {topic}."
+)
 IN_DEPTH = ("CONSTRAINTS", "DEEPENING", "CONCRETIZING", "INCREASED_REASONING_STEPS")
 BUILTIN_SEEDS = "seed_tasks.jsonl"
 
@@ -83,7 +85,9 @@ def load_seeds(path: Path | None) -> list[dict[str, Any]]:
     seeds = []
     for row in ds:
         instances = row.get("instances") or []
-        first_input = (instances[0] or {}).get("input") if instances and isinstance(instances[0], dict) else None
+        first_input = (
+            (instances[0] or {}).get("input") if instances and isinstance(instances[0], dict) else None
+        )
         seeds.append(
             {
                 "id": str(row.get("id") or stable_id(row["instruction"].strip())),
@@ -118,6 +122,7 @@ def to_dataset(rows: list[dict[str, Any]], features: Features) -> Dataset:
 
 
 # --- shared -----------------------------------------------------------------------------------------
+
 
 def _sampling(cfg: Config) -> dict[str, Any]:
     return generation_kwargs(cfg.llm)
@@ -165,7 +170,9 @@ class _Collector:
         return out
 
 
-def _provenance(cfg: Config, method: str, params: dict[str, Any], parent_id=None, seed_id=None) -> dict[str, Any]:
+def _provenance(
+    cfg: Config, method: str, params: dict[str, Any], parent_id=None, seed_id=None
+) -> dict[str, Any]:
     return {
         "method": method,
         "generator_model": llm_name(cfg.llm),
@@ -176,6 +183,7 @@ def _provenance(cfg: Config, method: str, params: dict[str, Any], parent_id=None
 
 
 # --- prompt -----------------------------------------------------------------------------------------
+
 
 def prompt_inputs(cfg: Config) -> list[dict[str, Any]]:
     """The prompt method's rows: topics crossed with kinds of task."""
@@ -207,15 +215,23 @@ def prompt_pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
 def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     icfg = cfg.generate.instructions
     inputs = prompt_inputs(cfg)
-    out = run_pipeline(partial(prompt_pipeline, cfg, inputs), cfg, {"prompt": batches(len(inputs), icfg.batch_size)})
+    out = run_pipeline(
+        partial(prompt_pipeline, cfg, inputs), cfg, {"prompt": batches(len(inputs), icfg.batch_size)}
+    )
     collect = _Collector(cfg, icfg.num_instructions)
     for row in out:
-        params = {**_sampling(cfg), "topic": row["topic"], "kind": row["kind"], "system_prompt": icfg.system_prompt}
+        params = {
+            **_sampling(cfg),
+            "topic": row["topic"],
+            "kind": row["kind"],
+            "system_prompt": icfg.system_prompt,
+        }
         collect.offer(first_instruction(row.get("generation")), **_provenance(cfg, "prompt", params))
     return collect.rows, collect.stats()
 
 
 # --- self-instruct ----------------------------------------------------------------------------------
+
 
 def _self_instruct_pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
     icfg = cfg.generate.instructions
@@ -260,15 +276,22 @@ def _self_instruct(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             collect.counts["generated"] += 1
             collect.drop("empty")
             continue
-        params = {**_sampling(cfg), "rouge_threshold": icfg.rouge_threshold, "per_call": SELF_INSTRUCT_PER_CALL}
+        params = {
+            **_sampling(cfg),
+            "rouge_threshold": icfg.rouge_threshold,
+            "per_call": SELF_INSTRUCT_PER_CALL,
+        }
         for text in candidates:
-            collect.offer(text, extra_check=novel, **_provenance(cfg, "self-instruct", params, seed_id=row["seed_id"]))
+            collect.offer(
+                text, extra_check=novel, **_provenance(cfg, "self-instruct", params, seed_id=row["seed_id"])
+            )
     stats = collect.stats()
     stats.update({"seeds": len(seeds), "calls": len(inputs)})
     return collect.rows, stats
 
 
 # --- magpie -----------------------------------------------------------------------------------------
+
 
 def _magpie_batch_size(num_rows: int, batch_size: int) -> int:
     """A batch size dividing num_rows: distilabel 1.5.3's MagpieGenerator only flags its last batch
@@ -298,17 +321,24 @@ def _magpie(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     system_prompts = {topic: MAGPIE_SYSTEM_PROMPT.format(topic=topic) for topic in topics}
     n = icfg.num_instructions
     bs = _magpie_batch_size(n, icfg.batch_size)
-    out = run_pipeline(partial(_magpie_pipeline, cfg, template, system_prompts, bs), cfg, {"magpie": batches(n, bs)})
+    out = run_pipeline(
+        partial(_magpie_pipeline, cfg, template, system_prompts, bs), cfg, {"magpie": batches(n, bs)}
+    )
     collect = _Collector(cfg, n)
     for row in out:
         topic = row.get("system_prompt_key")
-        params = {**_sampling(cfg), "pre_query_template": template, "topic": topic,
-                  "system_prompt": system_prompts.get(topic)}
+        params = {
+            **_sampling(cfg),
+            "pre_query_template": template,
+            "topic": topic,
+            "system_prompt": system_prompts.get(topic),
+        }
         collect.offer(clean_instruction(row.get("instruction")), **_provenance(cfg, "magpie", params))
     return collect.rows, collect.stats()
 
 
 # --- evol-instruct ----------------------------------------------------------------------------------
+
 
 def pick_mutation(instruction: str, names: list[str]) -> str:
     """The mutation applied to an instruction: a hash of its text, so provenance can name it."""
@@ -361,8 +391,10 @@ def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str,
     steps = max(1, icfg.evol_steps)
     parents = _load_parents(cfg, input_path)
     parents = parents[: max(1, math.ceil(icfg.num_instructions / steps))]
-    inputs = [{"instruction": p["instruction"], "parent_id": p["id"], "parent_seed_id": p["seed_id"] or p["id"]}
-              for p in parents]
+    inputs = [
+        {"instruction": p["instruction"], "parent_id": p["id"], "parent_seed_id": p["seed_id"] or p["id"]}
+        for p in parents
+    ]
     build = partial(_evol_instruct_pipeline, cfg, inputs, steps)
     out = run_pipeline(build, cfg, {"evol_instruct": batches(len(inputs), icfg.batch_size)})
     names = list(TrackedEvolInstruct.model_fields["mutation_templates"].default)
@@ -374,15 +406,21 @@ def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str,
         for depth, (raw, answer) in enumerate(zip(evolved, answers), start=1):
             text = clean_instruction(raw)
             mutation = pick_mutation(parent_text, names)
-            params = {**_sampling(cfg), "mutation": mutation, "depth": depth,
-                      "evolution": "in-depth" if mutation in IN_DEPTH else "in-breadth"}
+            params = {
+                **_sampling(cfg),
+                "mutation": mutation,
+                "depth": depth,
+                "evolution": "in-depth" if mutation in IN_DEPTH else "in-breadth",
+            }
             reason = elimination_reason(parent_text, text, answer)
             if reason is not None:
                 collect.counts["generated"] += 1
                 collect.counts[f"eliminated_{reason}"] += 1
                 kept = False
             else:
-                prov = _provenance(cfg, "evol-instruct", params, parent_id=parent_id, seed_id=row["parent_seed_id"])
+                prov = _provenance(
+                    cfg, "evol-instruct", params, parent_id=parent_id, seed_id=row["parent_seed_id"]
+                )
                 kept = collect.offer(text, **prov)
             if not kept:
                 # Later evolutions grew from a failed one: WizardLM would not have produced them.

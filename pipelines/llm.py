@@ -105,7 +105,9 @@ class GGUFChatLlamaCppLLM(LlamaCppLLM):
     def prepare_input(self, input: StandardInput) -> str:
         """The raw prompt: up to the user header for a Magpie user turn, else up to the assistant's."""
         if self.use_magpie_template and not (input and input[-1]["role"] == "user"):
-            rendered = self._render([*input, {"role": "user", "content": _MARKER}], add_generation_prompt=False)
+            rendered = self._render(
+                [*input, {"role": "user", "content": _MARKER}], add_generation_prompt=False
+            )
             prefix = rendered.split(_MARKER, 1)[0]
             # The template's own user header is authoritative; the configured pre-query template
             # must agree with it, or the model would be prompted with a header it never saw.
@@ -161,7 +163,9 @@ class GGUFChatLlamaCppLLM(LlamaCppLLM):
                 texts.append((prefix + completion["choices"][0]["text"]).strip())
                 out_tokens.append(completion["usage"]["completion_tokens"])
                 in_tokens = completion["usage"]["prompt_tokens"]
-            batch.append(prepare_output(texts, input_tokens=[in_tokens] * num_generations, output_tokens=out_tokens))
+            batch.append(
+                prepare_output(texts, input_tokens=[in_tokens] * num_generations, output_tokens=out_tokens)
+            )
         return batch
 
 

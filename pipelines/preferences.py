@@ -13,7 +13,6 @@ generation_models, generation_params (one JSON per response), ratings (1..5 or N
 judge_raw, judge_model.
 """
 
-
 import json
 from collections import Counter
 from functools import partial
@@ -82,7 +81,9 @@ class CollectGenerations(Step):
 
     def process(self, inputs: StepInput):  # type: ignore[override]
         for row in inputs:
-            row["generations"] = [pick_response(row, i, self.evol_quality)[0] for i in range(self.num_generations)]
+            row["generations"] = [
+                pick_response(row, i, self.evol_quality)[0] for i in range(self.num_generations)
+            ]
         yield inputs
 
 
@@ -133,7 +134,10 @@ def _pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
                 previous >> evol
                 previous = evol
         collect = CollectGenerations(
-            name="collect_generations", num_generations=len(plan), evol_quality=pcfg.evol_quality, input_batch_size=bs
+            name="collect_generations",
+            num_generations=len(plan),
+            evol_quality=pcfg.evol_quality,
+            input_batch_size=bs,
         )
         # Imported here: ultrafeedback.py subclasses a distilabel task, keep import cost where it's used.
         from pipelines.ultrafeedback import JUDGE_PREFIX, RobustUltraFeedback

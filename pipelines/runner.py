@@ -126,7 +126,9 @@ class _WatchedPool(distilabel_local._NoDaemonPool):
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
         # Every step process also ends when the process that started it is gone (see _exit_with_parent).
-        super().__init__(processes, _init_watched, (os.getpid(), initializer, tuple(initargs)), maxtasksperchild)
+        super().__init__(
+            processes, _init_watched, (os.getpid(), initializer, tuple(initargs)), maxtasksperchild
+        )
 
     def _repopulate_pool(self):
         # Pool.__init__ fills self._pool here, then hands that list to its worker-handler thread.
@@ -221,15 +223,21 @@ def run_pipeline(
         isolate = _llama_used_here()
     if cfg.generate.ray or not isolate:
         return _run(pipeline, cfg, progress_totals)
-    child = mp.get_context("spawn").Process(target=_run_isolated, args=(build, cfg, progress_totals, os.getpid()))
+    child = mp.get_context("spawn").Process(
+        target=_run_isolated, args=(build, cfg, progress_totals, os.getpid())
+    )
     child.start()
     try:
         child.join()
     except KeyboardInterrupt:
         child.join()  # distilabel in the child stops gracefully and caches what it has
-        raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+        raise PipelineInterrupted(
+            f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})"
+        )
     if child.exitcode == 130:
-        raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+        raise PipelineInterrupted(
+            f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})"
+        )
     if child.exitcode == EXIT_STEP_DIED:
         raise RuntimeError(
             "a generation step's process died (a crash in the LLM library or the OOM killer; see the log "
@@ -272,7 +280,9 @@ def _run(pipeline: Pipeline, cfg: Config, progress_totals: dict[str, int]) -> li
     if getattr(runner, "_stop_called", False):
         # distilabel stops gracefully on Ctrl+C and returns what it has; a partial result must not
         # be written as if complete. The batches done so far are in the cache for --resume.
-        raise PipelineInterrupted(f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})")
+        raise PipelineInterrupted(
+            f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})"
+        )
     if not distiset:
         return []
     subset = distiset["default"] if "default" in distiset else next(iter(distiset.values()))

@@ -27,8 +27,9 @@ _RATING = re.compile(
     r"(\d+(?:\.\d+)?)(\s*/\s*\d+)?",
     re.IGNORECASE,
 )
-_RATIONALE = re.compile(r"rationale\s*[*_]*\s*[:=\-]\s*[*_]*\s*(.*?)(?=\n\s*(?:rating|type)\b|\Z)",
-                        re.IGNORECASE | re.DOTALL)
+_RATIONALE = re.compile(
+    r"rationale\s*[*_]*\s*[:=\-]\s*[*_]*\s*(.*?)(?=\n\s*(?:rating|type)\b|\Z)", re.IGNORECASE | re.DOTALL
+)
 
 
 # The template's placeholders echoed back ("[Rating for text 1]") hold digits that are not ratings.

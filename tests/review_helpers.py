@@ -42,13 +42,28 @@ def annotators(server, workspace: str, names: list[str]) -> dict[str, tuple[str,
     return out
 
 
-def submit(client: rg.Argilla, record_server_id: str, status: str = "submitted", preference: str | None = None,
-           rating_a: int | None = None, rating_b: int | None = None, corrected: str | None = None,
-           comment: str | None = None) -> None:
+def submit(
+    client: rg.Argilla,
+    record_server_id: str,
+    status: str = "submitted",
+    preference: str | None = None,
+    rating_a: int | None = None,
+    rating_b: int | None = None,
+    corrected: str | None = None,
+    comment: str | None = None,
+) -> None:
     """One annotator's response, exactly as the UI sends it (POST /api/v1/records/{id}/responses)."""
-    values = {k: {"value": v} for k, v in (("preference", preference), ("rating_a", rating_a),
-                                             ("rating_b", rating_b), ("corrected", corrected),
-                                             ("comment", comment)) if v is not None}
+    values = {
+        k: {"value": v}
+        for k, v in (
+            ("preference", preference),
+            ("rating_a", rating_a),
+            ("rating_b", rating_b),
+            ("corrected", corrected),
+            ("comment", comment),
+        )
+        if v is not None
+    }
     body: dict[str, Any] = {"status": status, "values": values or None}
     response = client.api.http_client.post(f"/api/v1/records/{record_server_id}/responses", json=body)
     assert response.status_code < 300, response.text
@@ -67,12 +82,22 @@ def scored_rows(n: int, start: int = 0) -> list[dict]:
     rng = random.Random(start)
     rows = []
     for i in range(start, start + n):
-        rows.append({
-            "id": f"row{i}", "instruction": f"Explain topic number {i} in two sentences.", "method": "self-instruct",
-            "generations": [f"Topic {i} is short.", f"Topic {i} has a longer, careful explanation."],
-            "generation_models": ["gen-small", "gen-large"], "ratings": [rng.randint(1, 5), rng.randint(1, 5)],
-            "judge_model": EMBEDDED_LLM_NAME, "complexity": 1 + rng.random() * 5, "quality": 1 + rng.random() * 5,
-            "quality_scores": [1 + rng.random() * 5, 1 + rng.random() * 5], "deita_score": rng.random() * 36,
-            "dedup_cluster": i, "dedup_cluster_size": 1, "embedding": [rng.random() for _ in range(8)],
-        })
+        rows.append(
+            {
+                "id": f"row{i}",
+                "instruction": f"Explain topic number {i} in two sentences.",
+                "method": "self-instruct",
+                "generations": [f"Topic {i} is short.", f"Topic {i} has a longer, careful explanation."],
+                "generation_models": ["gen-small", "gen-large"],
+                "ratings": [rng.randint(1, 5), rng.randint(1, 5)],
+                "judge_model": EMBEDDED_LLM_NAME,
+                "complexity": 1 + rng.random() * 5,
+                "quality": 1 + rng.random() * 5,
+                "quality_scores": [1 + rng.random() * 5, 1 + rng.random() * 5],
+                "deita_score": rng.random() * 36,
+                "dedup_cluster": i,
+                "dedup_cluster_size": 1,
+                "embedding": [rng.random() for _ in range(8)],
+            }
+        )
     return rows

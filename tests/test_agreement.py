@@ -20,13 +20,25 @@ from curate.review.pull import decide
 def record(rid: str, answers: list[tuple], judge: str | None = None, agent: str = "judge-x") -> dict:
     """answers: (user, status, preference, rating_a, rating_b, corrected)."""
     return {
-        "id": rid, "status": "completed", "messages": [{"role": "user", "content": f"prompt {rid}"}],
-        "response_a": f"A of {rid}", "response_b": f"B of {rid}",
+        "id": rid,
+        "status": "completed",
+        "messages": [{"role": "user", "content": f"prompt {rid}"}],
+        "response_a": f"A of {rid}",
+        "response_b": f"B of {rid}",
         "metadata": {"a_index": 0, "b_index": 1},
         "suggestions": {"preference": {"value": judge, "score": 0.5, "agent": agent}} if judge else {},
         "responses": [
-            {"user": u, "user_id": u, "status": s, "preference": p, "rating_a": ra, "rating_b": rb,
-             "corrected": c, "comment": None, "updated_at": str(i)}
+            {
+                "user": u,
+                "user_id": u,
+                "status": s,
+                "preference": p,
+                "rating_a": ra,
+                "rating_b": rb,
+                "corrected": c,
+                "comment": None,
+                "updated_at": str(i),
+            }
             for i, (u, s, p, ra, rb, c) in enumerate(answers)
         ],
     }
@@ -60,7 +72,9 @@ def test_alpha_matches_krippendorff_package_on_the_same_matrix():
     records = [
         record("r1", [sub("ann1", "A", 4, 2), sub("ann2", "A", 5, 2), sub("ann3", "B", 3, 3)], judge="A"),
         record("r2", [sub("ann1", "B", 1, 4), sub("ann2", "B", 2, 5)], judge="A"),
-        record("r3", [sub("ann1", "tie", 3, 3), sub("ann2", "A", 4, 3), sub("ann3", "tie", 3, 3)], judge="tie"),
+        record(
+            "r3", [sub("ann1", "tie", 3, 3), sub("ann2", "A", 4, 3), sub("ann3", "tie", 3, 3)], judge="tie"
+        ),
         record("r4", [sub("ann2", "A", 5, 1)]),  # single coder: not pairable
         record("r5", [("ann1", "discarded", None, None, None, None), sub("ann3", "B", 2, 4)]),
         record("r6", [("ann1", "draft", "A", None, None, None)]),  # drafts are not answers
@@ -68,22 +82,27 @@ def test_alpha_matches_krippendorff_package_on_the_same_matrix():
     # The matrix the package gets: rows ann1..ann3, columns r1..r6, NaN where no submitted answer.
     nan = np.nan
     codes = PREFERENCE_CODES
-    expected = np.array([
-        [codes["A"], codes["B"], codes["tie"], nan, nan, nan],
-        [codes["A"], codes["B"], codes["A"], codes["A"], nan, nan],
-        [codes["B"], nan, codes["tie"], nan, codes["B"], nan],
-    ])
+    expected = np.array(
+        [
+            [codes["A"], codes["B"], codes["tie"], nan, nan, nan],
+            [codes["A"], codes["B"], codes["A"], codes["A"], nan, nan],
+            [codes["B"], nan, codes["tie"], nan, codes["B"], nan],
+        ]
+    )
     matrix, coders = reliability_matrix(records, "preference")
     assert coders == ["ann1", "ann2", "ann3"]
     np.testing.assert_array_equal(matrix, expected)
     ours = alpha(matrix, "nominal")
     theirs = krippendorff.alpha(reliability_data=expected, level_of_measurement="nominal")
     assert ours == pytest.approx(theirs)
-    ratings = np.array([[4, 1, 3, nan, nan, nan], [5, 2, 4, 5, nan, nan], [3, nan, 3, nan, 2, nan]], dtype=float)
+    ratings = np.array(
+        [[4, 1, 3, nan, nan, nan], [5, 2, 4, 5, nan, nan], [3, nan, 3, nan, 2, nan]], dtype=float
+    )
     m, _ = reliability_matrix(records, "rating_a")
     np.testing.assert_array_equal(m, ratings)
-    assert alpha(m, "ordinal") == pytest.approx(krippendorff.alpha(reliability_data=ratings,
-                                                                   level_of_measurement="ordinal"))
+    assert alpha(m, "ordinal") == pytest.approx(
+        krippendorff.alpha(reliability_data=ratings, level_of_measurement="ordinal")
+    )
     s = summary(records)
     assert s["krippendorff_alpha"]["preference"]["alpha"] == pytest.approx(theirs, abs=1e-4)
     assert s["krippendorff_alpha"]["preference"]["units"] == 3  # r1, r2, r3 have 2+ answers

@@ -21,7 +21,9 @@ def test_defaults_are_the_embedded_models() -> None:
 
 def test_precedence_defaults_yaml_env_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"dedup": {"threshold": 0.8, "column": "prompt"}, "select": {"budget": 5}}))
+    path.write_text(
+        yaml.safe_dump({"dedup": {"threshold": 0.8, "column": "prompt"}, "select": {"budget": 5}})
+    )
     env = {"CURATE_DEDUP__THRESHOLD": "0.75", "ARGILLA_API_URL": "https://me-argilla.hf.space"}
     cfg = load_config(path, overrides={"select": {"budget": 7}}, environ=env)
     assert cfg.dedup.threshold == 0.75  # env beats YAML

@@ -13,8 +13,11 @@ from curate.io import InputError
 EMB = EmbeddingConfig()
 BREAD = "How do I bake sourdough bread at home?"
 BREAD_PARAPHRASE = "What is the best way to bake sourdough bread at home?"
-OTHERS = ["What is the capital of France?", "Write a haiku about autumn leaves.",
-          "Explain how a binary search works."]
+OTHERS = [
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "Explain how a binary search works.",
+]
 
 
 def _rows(**extra_cols):
@@ -116,10 +119,12 @@ def test_keep_falls_back_to_judge_rating_then_first_seen():
 
 @pytest.mark.slow
 def test_exact_duplicates_with_different_whitespace_and_case_are_caught():
-    rows = [{"instruction": "Explain  photosynthesis to a child."},
-            {"instruction": "Name three prime numbers."},
-            {"instruction": "explain photosynthesis\tto a child"},
-            {"instruction": "\nExplain photosynthesis to a child. "}]
+    rows = [
+        {"instruction": "Explain  photosynthesis to a child."},
+        {"instruction": "Name three prime numbers."},
+        {"instruction": "explain photosynthesis\tto a child"},
+        {"instruction": "\nExplain photosynthesis to a child. "},
+    ]
     # threshold 1.0: nothing is a semantic duplicate, so only the exact step can catch these
     kept, removed, stats = dedup(Dataset.from_list(rows), DedupConfig(threshold=1.0), EMB)
     assert kept["instruction"] == [rows[0]["instruction"], rows[1]["instruction"]]
@@ -149,7 +154,9 @@ def test_cli_writes_removed_rows_to_the_removed_split(tmp_path):
     from curate.io import read_splits
 
     src = tmp_path / "in.jsonl"
-    rows = _rows(deita_score=[2.0, 5.0, 7.5, 1.0, 3.0]) + [{"id": "r5", "instruction": "what is THE capital of france"}]
+    rows = _rows(deita_score=[2.0, 5.0, 7.5, 1.0, 3.0]) + [
+        {"id": "r5", "instruction": "what is THE capital of france"}
+    ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["dedup", "-i", str(src), "-o", str(out), "--threshold", "0.8"])
@@ -181,10 +188,18 @@ def test_faiss_backend_matches_exact_and_stored_embeddings_are_reused():
 
 @pytest.mark.slow
 def test_alpaca_input_and_response_are_part_of_the_compared_text():
-    rows = [{"instruction": "Summarize the text.", "input": "The stock market fell sharply on Monday.",
-             "output": "Stocks dropped."},
-            {"instruction": "Summarize the text.", "input": "My cat loves sleeping in the sun all day.",
-             "output": "The cat naps."}]
+    rows = [
+        {
+            "instruction": "Summarize the text.",
+            "input": "The stock market fell sharply on Monday.",
+            "output": "Stocks dropped.",
+        },
+        {
+            "instruction": "Summarize the text.",
+            "input": "My cat loves sleeping in the sun all day.",
+            "output": "The cat naps.",
+        },
+    ]
     _, removed, stats = dedup(Dataset.from_list(rows), DedupConfig(), EMB)
     assert len(removed) == 0 and stats["compared_text"] == "instruction + input"
     _, _, stats = dedup(Dataset.from_list(rows), DedupConfig(include_response=True), EMB)

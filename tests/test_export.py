@@ -16,8 +16,18 @@ def cfg(**export):
 
 def swapped(rec: dict) -> dict:
     """Generation 1 shown as A (the recorded order the export must map back)."""
-    rec["metadata"].update({"a_index": 1, "b_index": 0, "generator_model_a": "m1", "generator_model_b": "m0",
-                            "judge_rating_a": 2, "judge_rating_b": 5, "quality_a": 3.5, "quality_b": 4.5})
+    rec["metadata"].update(
+        {
+            "a_index": 1,
+            "b_index": 0,
+            "generator_model_a": "m1",
+            "generator_model_b": "m0",
+            "judge_rating_a": 2,
+            "judge_rating_b": 5,
+            "quality_a": 3.5,
+            "quality_b": 4.5,
+        }
+    )
     return rec
 
 
@@ -78,7 +88,10 @@ def test_include_unreviewed_uses_the_judge_and_marks_it():
     pairs, acc, _ = decide_records(RECORDS, cfg(include_unreviewed=True))
     judged = [p for p in pairs if p["decided_by"] == "judge"]
     assert sorted(p["id"] for p in judged) == ["draft_only", "untouched"]
-    assert {p["id"]: p["chosen"] for p in judged} == {"draft_only": "A of draft_only", "untouched": "B of untouched"}
+    assert {p["id"]: p["chosen"] for p in judged} == {
+        "draft_only": "A of draft_only",
+        "untouched": "B of untouched",
+    }
     assert acc["records"]["exported_by_judge"] == 2
     assert acc["records"]["excluded"]["unreviewed_judge_tie"] == 1
     assert all(p["num_annotators"] == 0 and p["human_overrode_judge"] is False for p in judged)
@@ -105,23 +118,42 @@ def test_card_shows_the_numbers():
 
     c = cfg()
     pairs, acc, _ = decide_records(RECORDS, c)
-    summary = {"dataset": "demo", "pairs": len(pairs), "sft": len(pairs), "reviewed_records": 6,
-               "accounting": acc, "agreement": agreement_summary(RECORDS)}
-    provenance = {"pushes": [{"source": "/x/05-select", "models": {"judges": ["judge-x"]},
-                              "push": {"created": 9, "rejected": 1, "min_submitted": 3},
-                              "stages": [
-                                  {"stage": "preferences", "rows": {"train": 20}, "stats": {}},
-                                  {"stage": "dedup", "rows": {"train": 15, "removed": 5},
-                                   "stats": {"threshold": 0.9}},
-                                  {"stage": "select", "rows": {"train": 10, "rejected": 5},
-                                   "stats": {"budget": 10}}]}]}
+    summary = {
+        "dataset": "demo",
+        "pairs": len(pairs),
+        "sft": len(pairs),
+        "reviewed_records": 6,
+        "accounting": acc,
+        "agreement": agreement_summary(RECORDS),
+    }
+    provenance = {
+        "pushes": [
+            {
+                "source": "/x/05-select",
+                "models": {"judges": ["judge-x"]},
+                "push": {"created": 9, "rejected": 1, "min_submitted": 3},
+                "stages": [
+                    {"stage": "preferences", "rows": {"train": 20}, "stats": {}},
+                    {"stage": "dedup", "rows": {"train": 15, "removed": 5}, "stats": {"threshold": 0.9}},
+                    {"stage": "select", "rows": {"train": 10, "rejected": 5}, "stats": {"budget": 10}},
+                ],
+            }
+        ]
+    }
     card = render_card(summary, provenance, c)
     assert card.startswith("---\nlicense: apache-2.0\n")
-    for line in ("| generated (responses + judge) | 20 |", "| deduped | 15 | removed: 5, threshold=0.900 |",
-                 "| selected | 10 | rejected: 5, budget=10 |", "| pushed to Argilla | 9 |",
-                 "| reviewed (>= 1 submitted response) | 6 |", "| exported preference pairs | 3 |",
-                 "| submitted responses | 11 |", "| in exported pairs | 6 |", "| excluded: tie | 3 |",
-                 "3 submitted response(s) per record"):
+    for line in (
+        "| generated (responses + judge) | 20 |",
+        "| deduped | 15 | removed: 5, threshold=0.900 |",
+        "| selected | 10 | rejected: 5, budget=10 |",
+        "| pushed to Argilla | 9 |",
+        "| reviewed (>= 1 submitted response) | 6 |",
+        "| exported preference pairs | 3 |",
+        "| submitted responses | 11 |",
+        "| in exported pairs | 6 |",
+        "| excluded: tie | 3 |",
+        "3 submitted response(s) per record",
+    ):
         assert line in card, line
     alpha = summary["agreement"]["krippendorff_alpha"]["preference"]["alpha"]
     assert f"| preference | {alpha:.3f} | nominal |" in card

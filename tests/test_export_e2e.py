@@ -46,10 +46,27 @@ def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipelines.preferences import generate_preferences
 
     run = tmp_path_factory.mktemp("runs") / "e2e"
-    cfg = load_config(overrides={"llm": {"max_new_tokens": 48, "n_ctx": 1024},
-                                 "run": {"runs_dir": str(run.parent), "name": run.name}}, environ={})
-    inst = Dataset.from_list([{"id": stable_id(p), "instruction": p, "method": "prompt", "generator_model": "human",
-                               "parent_id": None, "seed_id": None, "generation_params": "{}"} for p in PROMPTS])
+    cfg = load_config(
+        overrides={
+            "llm": {"max_new_tokens": 48, "n_ctx": 1024},
+            "run": {"runs_dir": str(run.parent), "name": run.name},
+        },
+        environ={},
+    )
+    inst = Dataset.from_list(
+        [
+            {
+                "id": stable_id(p),
+                "instruction": p,
+                "method": "prompt",
+                "generator_model": "human",
+                "parent_id": None,
+                "seed_id": None,
+                "generation_params": "{}",
+            }
+            for p in PROMPTS
+        ]
+    )
     write_dataset(run / "01-instructions", inst, {"rows": len(inst)})
     prefs, stats = generate_preferences(cfg, inst)
     write_dataset(run / "02-preferences", prefs, stats)
@@ -62,16 +79,31 @@ def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Plan per record (in external-id order): (annotator, status, preference, rating_a, rating_b, corrected)
 PLAN = [
-    [("u1", "submitted", "A", 4, 2, "CORRECTED: a better first answer."), ("u2", "submitted", "A", 5, 2, None),
-     ("u3", "submitted", "B", 3, 4, None)],                                   # A wins 2/3, corrected
-    [("u1", "submitted", "B", 1, 5, None), ("u2", "submitted", "B", 2, 4, None),
-     ("u3", "submitted", "B", None, None, None)],                             # B unanimous
-    [("u1", "submitted", "tie", 3, 3, None), ("u2", "submitted", "tie", None, None, None),
-     ("u3", "submitted", "A", None, None, None)],                             # tie wins: excluded
-    [("u1", "submitted", "A", None, None, None), ("u2", "submitted", "B", None, None, None),
-     ("u3", "discarded", None, None, None, None)],                            # split: excluded
-    [("u1", "discarded", None, None, None, None), ("u2", "discarded", None, None, None, None),
-     ("u3", "discarded", None, None, None, None)],                            # discarded
+    [
+        ("u1", "submitted", "A", 4, 2, "CORRECTED: a better first answer."),
+        ("u2", "submitted", "A", 5, 2, None),
+        ("u3", "submitted", "B", 3, 4, None),
+    ],  # A wins 2/3, corrected
+    [
+        ("u1", "submitted", "B", 1, 5, None),
+        ("u2", "submitted", "B", 2, 4, None),
+        ("u3", "submitted", "B", None, None, None),
+    ],  # B unanimous
+    [
+        ("u1", "submitted", "tie", 3, 3, None),
+        ("u2", "submitted", "tie", None, None, None),
+        ("u3", "submitted", "A", None, None, None),
+    ],  # tie wins: excluded
+    [
+        ("u1", "submitted", "A", None, None, None),
+        ("u2", "submitted", "B", None, None, None),
+        ("u3", "discarded", None, None, None, None),
+    ],  # split: excluded
+    [
+        ("u1", "discarded", None, None, None, None),
+        ("u2", "discarded", None, None, None, None),
+        ("u3", "discarded", None, None, None, None),
+    ],  # discarded
     [("u1", "submitted", "B", None, None, None), ("u2", "draft", "A", None, None, None)],  # B by one vote
 ]
 EXPECTED = {0: "A", 1: "B", 5: "B"}  # record index -> winning shown label
@@ -96,7 +128,15 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
     records = sorted(raw_records(client, name, ws), key=lambda r: r["external_id"])
     for raw, answers in zip(records, PLAN):
         for who, status, pref, ra, rb, fix in answers:
-            submit(people[who][1], raw["id"], status=status, preference=pref, rating_a=ra, rating_b=rb, corrected=fix)
+            submit(
+                people[who][1],
+                raw["id"],
+                status=status,
+                preference=pref,
+                rating_a=ra,
+                rating_b=rb,
+                corrected=fix,
+            )
 
     st = review_status(cfg, name, ws)
     assert st["records"] == n and st["completed"] == 3 and st["pending"] == n - 3  # r0-r2 have 3 submitted
@@ -118,7 +158,9 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
         assert p["rejected"] == raw["fields"][f"response_{other.lower()}"]
         assert p["chosen_index"] == raw["metadata"][f"{label.lower()}_index"]
         assert p["prompt"] == raw["fields"]["prompt"][0]["content"]
-        assert p["chosen_messages"] == raw["fields"]["prompt"] + [{"role": "assistant", "content": p["chosen"]}]
+        assert p["chosen_messages"] == raw["fields"]["prompt"] + [
+            {"role": "assistant", "content": p["chosen"]}
+        ]
         votes = [a[2] for a in PLAN[i] if a[1] == "submitted"]
         assert p["num_annotators"] == len(votes) and p["votes_chosen"] == votes.count(label)
         assert p["agreement"] == pytest.approx(votes.count(label) / len(votes), abs=1e-4)
@@ -155,10 +197,15 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
     card = (out / "README.md").read_text()
     assert "license: apache-2.0" in card
     kept = read_rows(scored_run / "03-dedup")
-    for stage, rows in (("generated (instructions)", len(PROMPTS)),
-                        ("generated (responses + judge)", len(read_rows(scored_run / "02-preferences"))),
-                        ("deduped", len(kept)), ("scored", len(scored)), ("pushed to Argilla", n),
-                        ("reviewed (>= 1 submitted response)", 5), ("exported preference pairs", 3)):
+    for stage, rows in (
+        ("generated (instructions)", len(PROMPTS)),
+        ("generated (responses + judge)", len(read_rows(scored_run / "02-preferences"))),
+        ("deduped", len(kept)),
+        ("scored", len(scored)),
+        ("pushed to Argilla", n),
+        ("reviewed (>= 1 submitted response)", 5),
+        ("exported preference pairs", 3),
+    ):
         assert f"| {stage} | {rows} |" in card, stage
     assert f"| preference | {got['alpha']:.3f} | nominal | 3 |" in card
     assert "| submitted responses | 12 |" in card and "| excluded: tie | 3 |" in card
@@ -184,10 +231,22 @@ N_PANDALM = 100
 @pytest.mark.server
 def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_path: Path):
     items = json.loads((shared_data / "preference/pandalm/testset-v1.json").read_text())[:N_PANDALM]
-    gpt = {g["idx"]: g for g in json.loads((shared_data / "preference/pandalm/gpt-3.5-turbo-testset-v1.json").read_text())}
-    rows = [{"id": str(it["idx"]), "instruction": it["instruction"], "input": it["input"],
-             "response_a": it["response1"], "response_b": it["response2"],
-             "judge_preference": str(gpt[it["idx"]]["gpt_result"]), "judge_model": "gpt-3.5-turbo"} for it in items]
+    gpt = {
+        g["idx"]: g
+        for g in json.loads((shared_data / "preference/pandalm/gpt-3.5-turbo-testset-v1.json").read_text())
+    }
+    rows = [
+        {
+            "id": str(it["idx"]),
+            "instruction": it["instruction"],
+            "input": it["input"],
+            "response_a": it["response1"],
+            "response_b": it["response2"],
+            "judge_preference": str(gpt[it["idx"]]["gpt_result"]),
+            "judge_model": "gpt-3.5-turbo",
+        }
+        for it in items
+    ]
     cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 3, "vectors": False})
     name, ws = unique("pandalm"), unique("ws")
     stats = push(Dataset.from_list(rows), cfg, name, ws)
@@ -227,7 +286,9 @@ def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_pat
     acc = summary["accounting"]
     assert acc["records"]["excluded"] == reasons
     assert acc["submitted_responses"]["total"] == 3 * len(records)
-    assert acc["submitted_responses"]["in_export"] + sum(acc["submitted_responses"]["excluded"].values()) == 3 * len(records)
+    assert acc["submitted_responses"]["in_export"] + sum(
+        acc["submitted_responses"]["excluded"].values()
+    ) == 3 * len(records)
     agr = summary["agreement"]
     # alpha against the package on the matrix in shown order (what the annotators saw)
     users = sorted(people[f"annotator{k}"][0] for k in (1, 2, 3))
@@ -236,15 +297,20 @@ def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_pat
     for rid, user, pref in zip(recs["record_id"], recs["annotator"], recs["preference"]):
         matrix[users.index(user), order[rid]] = PREFERENCE_CODES[pref]
     assert agr["krippendorff_alpha"]["preference"]["alpha"] == pytest.approx(
-        krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"), abs=1e-4)
+        krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"), abs=1e-4
+    )
     if os.environ.get("CURATE_UPDATE_DOCS") == "1":
-        shutil.copy(out / "README.md", Path(__file__).resolve().parents[1] / "docs" / "example-dataset-card.md")
+        shutil.copy(
+            out / "README.md", Path(__file__).resolve().parents[1] / "docs" / "example-dataset-card.md"
+        )
     judge = agr["judge_vs_human"]["gpt-3.5-turbo"]
     assert 0.3 < judge["agreement"] <= 1.0
-    print(f"\nPandaLM {len(records)} items: alpha={agr['krippendorff_alpha']['preference']['alpha']}, "
-          f"percent agreement={agr['percent_agreement']['pairwise']}, gpt-3.5 vs human majority="
-          f"{judge['agreement']} over {judge['records']} records, vs single votes={judge['vote_agreement']}, "
-          f"A share={agr['position_bias']['a_share']}, excluded={acc['records']['excluded']}")
+    print(
+        f"\nPandaLM {len(records)} items: alpha={agr['krippendorff_alpha']['preference']['alpha']}, "
+        f"percent agreement={agr['percent_agreement']['pairwise']}, gpt-3.5 vs human majority="
+        f"{judge['agreement']} over {judge['records']} records, vs single votes={judge['vote_agreement']}, "
+        f"A share={agr['position_bias']['a_share']}, excluded={acc['records']['excluded']}"
+    )
 
 
 @pytest.mark.server
@@ -259,16 +325,22 @@ def test_cli_push_status_export(argilla_server, tmp_path: Path):
     data.write_text("".join(json.dumps(r) + "\n" for r in scored_rows(4)))
     name, ws = unique("cli"), unique("ws")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_", "HF_"))}
-    env |= {"ARGILLA_API_URL": argilla_server.url, "ARGILLA_API_KEY": argilla_server.api_key,
-            "CURATE_RUN__RUNS_DIR": str(tmp_path / "runs"), "HF_HUB_OFFLINE": "1"}
+    env |= {
+        "ARGILLA_API_URL": argilla_server.url,
+        "ARGILLA_API_KEY": argilla_server.api_key,
+        "CURATE_RUN__RUNS_DIR": str(tmp_path / "runs"),
+        "HF_HUB_OFFLINE": "1",
+    }
 
     def curate(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True
+        )
 
     pushed = curate("push", "-i", str(data), "-d", name, "-w", ws, "--min-submitted", "2")
     assert pushed.returncode == 0, pushed.stderr[-2000:]
     assert "4 new, 0 already there, 0 quarantined" in pushed.stderr.replace("\n", " ")
-    (user, ann, _), = annotators(argilla_server, ws, ["solo"]).values()
+    ((user, ann, _),) = annotators(argilla_server, ws, ["solo"]).values()
     raw = raw_records(owner(argilla_server), name, ws)[0]
     submit(ann, raw["id"], preference="A")
     status = curate("status", "-d", name, "-w", ws, "--json")

@@ -24,20 +24,36 @@ from pipelines.filters import (
 )
 from pipelines.ultrafeedback import parse_judgement
 
-INSTRUCTION_COLUMNS = ["id", "instruction", "method", "generator_model", "parent_id", "seed_id", "generation_params"]
+INSTRUCTION_COLUMNS = [
+    "id",
+    "instruction",
+    "method",
+    "generator_model",
+    "parent_id",
+    "seed_id",
+    "generation_params",
+]
 
 
 # --- filters (no model) -----------------------------------------------------------------------------
 
+
 def test_clean_and_split_model_text():
     raw = 'Here are 3 queries:\n1. Query: "What is the boiling point of water?"\n\n- **Describe** a sunset.\nOutput:'
     # "Output:" is a bare label: nothing is left of it
-    assert split_candidates(raw) == ["Here are 3 queries:", "What is the boiling point of water?", "Describe a sunset."]
+    assert split_candidates(raw) == [
+        "Here are 3 queries:",
+        "What is the boiling point of water?",
+        "Describe a sunset.",
+    ]
     assert clean_instruction("User: Can you help me plan a trip?") == "Can you help me plan a trip?"
     assert first_instruction('Sure, here is one:\nOne user could ask: "How do I bake bread?" And then') == (
         "How do I bake bread?"
     )
-    assert first_instruction('Explain the term "compound interest" simply.') == 'Explain the term "compound interest" simply.'
+    assert (
+        first_instruction('Explain the term "compound interest" simply.')
+        == 'Explain the term "compound interest" simply.'
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,9 +102,24 @@ def test_rouge_novelty_filter_grows_the_pool():
         ("What is AI?", "", "x", "empty"),
         ("What is AI?", "#Rewritten Prompt#: What is AI in medicine?", "ok", "copied_prompt_words"),
         ("What is AI in medicine today?", "What is AI in medicine?", "ok", "no_information_gain"),
-        ("What is AI?", "What is AI and how do hospitals use it for triage?", "I'm sorry, I cannot help.", "apology"),
-        ("What is AI?", "What is AI and how do hospitals use it for triage?", "It is, of the, and.", "answer_only_stopwords"),
-        ("What is AI?", "What is AI and how do hospitals use it for triage?", "Hospitals use AI to rank patients.", None),
+        (
+            "What is AI?",
+            "What is AI and how do hospitals use it for triage?",
+            "I'm sorry, I cannot help.",
+            "apology",
+        ),
+        (
+            "What is AI?",
+            "What is AI and how do hospitals use it for triage?",
+            "It is, of the, and.",
+            "answer_only_stopwords",
+        ),
+        (
+            "What is AI?",
+            "What is AI and how do hospitals use it for triage?",
+            "Hospitals use AI to rank patients.",
+            None,
+        ),
     ],
 )
 def test_wizardlm_elimination(parent, evolved, answer, reason):
@@ -97,27 +128,47 @@ def test_wizardlm_elimination(parent, evolved, answer, reason):
 
 # --- judge parsing (no model) -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "raw, ratings",
     [
-        ("#### Output for Text 1\nRating: 4\nRationale: Good.\n\n#### Output for Text 2\nRating: 2\nRationale: Bad.", [4, 2]),
+        (
+            "#### Output for Text 1\nRating: 4\nRationale: Good.\n\n#### Output for Text 2\nRating: 2\nRationale: Bad.",
+            [4, 2],
+        ),
         # a preamble paragraph: distilabel's blank-line split would shift every rating by one
-        (("Here is my evaluation.\n\n#### Output for Text 1\nRating: 4\nRationale: Good.\n\n"
-         "#### Output for Text 2\nRating: 2\nRationale: Bad."), [4, 2]),
+        (
+            (
+                "Here is my evaluation.\n\n#### Output for Text 1\nRating: 4\nRationale: Good.\n\n"
+                "#### Output for Text 2\nRating: 2\nRationale: Bad."
+            ),
+            [4, 2],
+        ),
         # texts judged out of order: each rating follows its header, not its position
-        ("#### Output for Text 2\nRating: 2\nRationale: Bad.\n\n#### Output for Text 1\nRating: **5**\nRationale: Great.",
-         [5, 2]),
+        (
+            "#### Output for Text 2\nRating: 2\nRationale: Bad.\n\n#### Output for Text 1\nRating: **5**\nRationale: Great.",
+            [5, 2],
+        ),
         ("#### Output for Text 1\nRating: 3\nRationale: ok", [3, None]),  # truncated judge
-        ("#### Output for Text 1\nRating: [Rating for text 1]\nRationale: [Rationale]", [None, None]),  # placeholders
+        (
+            "#### Output for Text 1\nRating: [Rating for text 1]\nRationale: [Rationale]",
+            [None, None],
+        ),  # placeholders
         ("Text 1\nRating: 8/10\nText 2\nRating: 4/5", [None, 4]),  # not on the 1..5 scale
         ("Text 1: Rating: 4\nText 1: Rating: 2\nText 2: Rating: 5", [None, 5]),  # conflicting ratings
         ("Rating: 4\nRationale: a\nRating: 1\nRationale: b", [4, 1]),  # no headers, exactly one each
         ("Rating: 4\nRating: 1\nRating: 3", [None, None]),  # no headers, ambiguous
         # the template's own names for the scores, alone on the line (SmolLM2 answers like this)
-        ("#### Output for Text 1\nRating: Very Good\nRationale: x\n\n#### Output for Text 2\nRating: **Good**", [4, 3]),
+        (
+            "#### Output for Text 1\nRating: Very Good\nRationale: x\n\n#### Output for Text 2\nRating: **Good**",
+            [4, 3],
+        ),
         ("Text 1\nRating: Excellent\nText 2\nRating: Low Quality", [5, 1]),
         ("Rating: Very Good\nRationale: a\nRating: 2\nRationale: b", [4, 2]),  # no headers: labels count too
-        ("Text 1\nRating: Very good, 3\nText 2\nRating: Good enough to pass", [3, None]),  # number wins; prose is no label
+        (
+            "Text 1\nRating: Very good, 3\nText 2\nRating: Good enough to pass",
+            [3, None],
+        ),  # number wins; prose is no label
         ("the the the the", [None, None]),
         ("", [None, None]),
     ],
@@ -129,6 +180,7 @@ def test_parse_judgement_binds_ratings_to_responses(raw, ratings):
 
 
 # --- seeds ------------------------------------------------------------------------------------------
+
 
 def test_builtin_and_shared_seed_formats(shared_data: Path, tmp_path: Path):
     from pipelines.instructions import builtin_seeds_path, load_seeds
@@ -154,6 +206,7 @@ def test_magpie_batch_size_always_ends_the_generator():
 
 
 # --- the real model -----------------------------------------------------------------------------------
+
 
 def _cfg(tiny_config, **instructions):
     cfg = tiny_config.model_copy(deep=True)
@@ -255,9 +308,13 @@ def test_self_instruct(tiny_config, tmp_path: Path):
 
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(
-        "\n".join(json.dumps({"id": f"s{i}", "instruction": t}) for i, t in enumerate(
-            ["What can I cook with rice, eggs and spinach?", "Explain how a bicycle gear works."]
-        )) + "\n"
+        "\n".join(
+            json.dumps({"id": f"s{i}", "instruction": t})
+            for i, t in enumerate(
+                ["What can I cook with rice, eggs and spinach?", "Explain how a bicycle gear works."]
+            )
+        )
+        + "\n"
     )
     cfg = _cfg(tiny_config, method="self-instruct", num_instructions=4, seeds=seeds)
     ds, stats = generate_instructions(cfg)
@@ -276,8 +333,10 @@ def test_evol_instruct_from_input(tiny_config, tmp_path: Path):
 
     parents = tmp_path / "parents.jsonl"
     parents.write_text(
-        json.dumps({"id": "p0", "instruction": "Give three tips for sleeping better.", "seed_id": "root"}) + "\n"
-        + json.dumps({"id": "p1", "instruction": "What is a prime number?"}) + "\n"
+        json.dumps({"id": "p0", "instruction": "Give three tips for sleeping better.", "seed_id": "root"})
+        + "\n"
+        + json.dumps({"id": "p1", "instruction": "What is a prime number?"})
+        + "\n"
     )
     cfg = _cfg(tiny_config, method="evol-instruct", num_instructions=2)
     ds, stats = generate_instructions(cfg, input_path=parents)
@@ -298,10 +357,24 @@ def test_preferences(tiny_config, evol_quality: bool):
     cfg.generate.preferences.evol_quality = evol_quality
     instructions = Dataset.from_list(
         [
-            {"id": "i1", "instruction": "What can I use instead of eggs when baking muffins?", "method": "prompt",
-             "generator_model": "m", "parent_id": None, "seed_id": None, "generation_params": "{}"},
-            {"id": "i2", "instruction": "Give three tips for saving money on groceries.", "method": "prompt",
-             "generator_model": "m", "parent_id": None, "seed_id": None, "generation_params": "{}"},
+            {
+                "id": "i1",
+                "instruction": "What can I use instead of eggs when baking muffins?",
+                "method": "prompt",
+                "generator_model": "m",
+                "parent_id": None,
+                "seed_id": None,
+                "generation_params": "{}",
+            },
+            {
+                "id": "i2",
+                "instruction": "Give three tips for saving money on groceries.",
+                "method": "prompt",
+                "generator_model": "m",
+                "parent_id": None,
+                "seed_id": None,
+                "generation_params": "{}",
+            },
         ][: 1 if evol_quality else 2]
     )
     ds, stats = generate_preferences(cfg, instructions)
@@ -334,8 +407,13 @@ def test_ray_pipeline_on_a_local_head(tiny_config, monkeypatch: pytest.MonkeyPat
     from pipelines.instructions import generate_instructions
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False,
-             log_to_driver=False)
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     try:
         assert len(ray.nodes()) == 1
         cfg = _cfg(tiny_config, method="prompt", num_instructions=2)
@@ -349,6 +427,7 @@ def test_ray_pipeline_on_a_local_head(tiny_config, monkeypatch: pytest.MonkeyPat
 
 # --- a step process that dies ---------------------------------------------------------------------
 
+
 def CrashingStep(inputs: StepInput):  # becomes a class, which distilabel pickles by this name
     import signal
 
@@ -356,7 +435,9 @@ def CrashingStep(inputs: StepInput):  # becomes a class, which distilabel pickle
     yield inputs
 
 
-CrashingStep.__annotations__["inputs"] = StepInput  # distilabel reads the real type (annotations are deferred)
+CrashingStep.__annotations__["inputs"] = (
+    StepInput  # distilabel reads the real type (annotations are deferred)
+)
 CrashingStep = step(inputs=["instruction"], outputs=["instruction"])(CrashingStep)
 
 
@@ -392,7 +473,9 @@ def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(
     with pytest.raises(RuntimeError, match="step's process died"):
         run_pipeline(partial(_crashing_pipeline, cfg), cfg, {}, isolate=True)
 
-    ours = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}  # e.g. its resource tracker
+    ours = {os.getpid()} | {
+        p.pid for p in psutil.Process().children(recursive=True)
+    }  # e.g. its resource tracker
 
     def marked(p: psutil.Process) -> bool:
         try:
@@ -409,7 +492,7 @@ def test_a_step_process_that_dies_stops_the_run_with_an_error_not_a_hang(
 
 # --- curate killed while a spawned pipeline runs ----------------------------------------------------
 
-_ORPHAN_SCRIPT = '''
+_ORPHAN_SCRIPT = """
 import os, sys, time
 from functools import partial
 from distilabel.steps import LoadDataFromDicts, StepInput, step
@@ -440,7 +523,7 @@ def build(cfg):
 if __name__ == "__main__":
     cfg = load_config(overrides={"run": {"runs_dir": sys.argv[2]}}, environ={})
     run_pipeline(partial(build, cfg), cfg, {}, isolate=sys.argv[3] == "isolated")
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["isolated", "in-process"])
@@ -458,11 +541,15 @@ def test_killing_curate_ends_its_pipeline_and_step_processes(tmp_path: Path, mod
     script.write_text(_ORPHAN_SCRIPT)
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.Popen([sys.executable, str(script), str(mark), str(tmp_path / "runs"), mode], env=env, cwd=repo)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(mark), str(tmp_path / "runs"), mode], env=env, cwd=repo
+    )
     descendants: list[psutil.Process] = []
     try:
         while not mark.exists():  # a script that fails exits, and the assert below reports it
-            assert proc.poll() is None, f"the pipeline script exited with {proc.returncode} before its step ran"
+            assert proc.poll() is None, (
+                f"the pipeline script exited with {proc.returncode} before its step ran"
+            )
             time.sleep(0.2)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         step_pid = int(mark.read_text())

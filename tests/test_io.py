@@ -41,7 +41,9 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
     files["non-UTF-8"] = (p, [f"{p.name}:3:", "UTF-8"])
 
     p = tmp / "blank_instruction.jsonl"
-    p.write_text(json.dumps({"instruction": "What is rain?"}) + "\n" + json.dumps({"instruction": "  "}) + "\n")
+    p.write_text(
+        json.dumps({"instruction": "What is rain?"}) + "\n" + json.dumps({"instruction": "  "}) + "\n"
+    )
     files["empty instruction"] = (p, [f"{p.name}:2:", "field 'instruction'", "empty"])
 
     p = tmp / "missing_column.csv"
@@ -53,10 +55,26 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, list[str]]]:
 def _commands(bad: Path, out: Path) -> dict[str, list[str]]:
     return {
         "preferences --input": ["generate", "preferences", "--input", str(bad), "--output", str(out)],
-        "evol-instruct --input": ["generate", "instructions", "--method", "evol-instruct", "--input", str(bad),
-                                  "--output", str(out)],
-        "self-instruct --seeds": ["generate", "instructions", "--method", "self-instruct", "--seeds", str(bad),
-                                  "--output", str(out)],
+        "evol-instruct --input": [
+            "generate",
+            "instructions",
+            "--method",
+            "evol-instruct",
+            "--input",
+            str(bad),
+            "--output",
+            str(out),
+        ],
+        "self-instruct --seeds": [
+            "generate",
+            "instructions",
+            "--method",
+            "self-instruct",
+            "--seeds",
+            str(bad),
+            "--output",
+            str(out),
+        ],
     }
 
 

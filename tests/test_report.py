@@ -37,8 +37,14 @@ def _run_dir(tmp_path: Path) -> Path:
     for row in rows:
         row["deita_score"] = row["complexity"] * row["quality"]
     removed = [
-        {**rows[i], "id": f"d{i}", "instruction": rows[i]["instruction"] + " ", "duplicate_of": f"r{i}",
-         "dedup_similarity": 0.95, "dedup_kind": "semantic"}
+        {
+            **rows[i],
+            "id": f"d{i}",
+            "instruction": rows[i]["instruction"] + " ",
+            "duplicate_of": f"r{i}",
+            "dedup_similarity": 0.95,
+            "dedup_kind": "semantic",
+        }
         for i in range(4)
     ]
     kept = [{**r, "duplicate_of": None, "dedup_similarity": None, "dedup_kind": None} for r in rows]
@@ -61,8 +67,13 @@ def _run_dir(tmp_path: Path) -> Path:
         "exported": 6,
         "agreement": {
             "per_question": {"preference": {"alpha": 0.41, "percent_agreement": 0.7, "n_items": 8}},
-            "judge_vs_human": {"SmolLM2": {"agreement": 0.5, "n": 8,
-                                           "confusion": {"A": {"A": 3, "B": 2}, "B": {"A": 2, "B": 1}}}},
+            "judge_vs_human": {
+                "SmolLM2": {
+                    "agreement": 0.5,
+                    "n": 8,
+                    "confusion": {"A": {"A": 3, "B": 2}, "B": {"A": 2, "B": 1}},
+                }
+            },
             "position_bias": {"A": 0.55, "B": 0.4, "tie": 0.05},
         },
     }

@@ -24,11 +24,20 @@ from curate.review.push import push
 def pref_row(i: int, **over) -> dict:
     """A row as curate's preference/dedup/score stages write it."""
     row = {
-        "id": f"row{i}", "instruction": f"Explain topic number {i} briefly.", "method": "self-instruct",
+        "id": f"row{i}",
+        "instruction": f"Explain topic number {i} briefly.",
+        "method": "self-instruct",
         "generations": [f"Short answer {i}.", f"A longer, more careful answer about topic {i}."],
-        "generation_models": ["gen-small", "gen-large"], "ratings": [2, 4], "judge_model": "judge-x",
-        "complexity": 2.5, "quality": 4.0, "quality_scores": [3.0, 4.0], "deita_score": 10.0,
-        "dedup_cluster": i, "dedup_cluster_size": 1, "embedding": [1.0, 0.0, 0.0],
+        "generation_models": ["gen-small", "gen-large"],
+        "ratings": [2, 4],
+        "judge_model": "judge-x",
+        "complexity": 2.5,
+        "quality": 4.0,
+        "quality_scores": [3.0, 4.0],
+        "deita_score": 10.0,
+        "dedup_cluster": i,
+        "dedup_cluster_size": 1,
+        "embedding": [1.0, 0.0, 0.0],
     }
     row.update(over)
     return row
@@ -39,9 +48,14 @@ def test_pairs_from_preference_rows():
     pairs, rejected = pr.to_pairs(ds, seed=0)
     assert rejected == []
     p = pairs[0]
-    assert p["id"] == stable_id("Explain topic number 0 briefly.", "Short answer 0.",
-                                "A longer, more careful answer about topic 0.")
-    assert p["judge_preference"] == "y" and pairs[1]["judge_preference"] == "x" and pairs[2]["judge_preference"] == "tie"
+    assert p["id"] == stable_id(
+        "Explain topic number 0 briefly.", "Short answer 0.", "A longer, more careful answer about topic 0."
+    )
+    assert (
+        p["judge_preference"] == "y"
+        and pairs[1]["judge_preference"] == "x"
+        and pairs[2]["judge_preference"] == "tie"
+    )
     assert pr.judge_score(p) == 0.5
     assert p["messages"] == [{"role": "user", "content": "Explain topic number 0 briefly."}]
     for pair in pairs:
@@ -54,7 +68,13 @@ def test_pairs_from_preference_rows():
         if pair["judge_preference"] in ("x", "y"):
             better = 0 if pair["judge_preference"] == "x" else 1
             assert pr.judge_label(pair) == ("A" if a == better else "B")
-    assert pr.metadata_names(pairs) >= {"complexity", "deita_score", "dedup_cluster", "judge_rating_a", "method"}
+    assert pr.metadata_names(pairs) >= {
+        "complexity",
+        "deita_score",
+        "dedup_cluster",
+        "judge_rating_a",
+        "method",
+    }
 
 
 def test_ab_order_is_random_but_recorded():
@@ -77,35 +97,62 @@ def test_plain_jsonl_and_chat_prompts(tmp_path: Path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs, rejected = pr.to_pairs(read_rows(path), seed=0, source=path)
     assert not rejected and [p["judge_preference"] for p in pairs] == ["x", "y", "tie"]
-    chat = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
-                                          {"role": "user", "content": "and now?"}],
-                               "generations": ["now this", "now that"]}])
+    chat = Dataset.from_list(
+        [
+            {
+                "prompt": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "yo"},
+                    {"role": "user", "content": "and now?"},
+                ],
+                "generations": ["now this", "now that"],
+            }
+        ]
+    )
     pairs, _ = pr.to_pairs(chat, seed=0)
     assert len(pairs[0]["messages"]) == 3 and pr.prompt_text(pairs[0]["messages"]).startswith("user: hi")
 
 
 def test_more_than_two_generations_reviews_best_vs_worst():
-    ds = Dataset.from_list([pref_row(0, generations=["g0", "g1", "g2", "g3"], ratings=[3, 5, 1, 4],
-                                     generation_models=["m0", "m1", "m2", "m3"], quality_scores=[1.0, 2.0, 3.0, 4.0])])
+    ds = Dataset.from_list(
+        [
+            pref_row(
+                0,
+                generations=["g0", "g1", "g2", "g3"],
+                ratings=[3, 5, 1, 4],
+                generation_models=["m0", "m1", "m2", "m3"],
+                quality_scores=[1.0, 2.0, 3.0, 4.0],
+            )
+        ]
+    )
     (p,), _ = pr.to_pairs(ds, seed=0)
     assert p["indices"] == [1, 2] and p["responses"] == ["g1", "g2"] and p["ratings"] == [5, 1]
     assert p["generator_models"] == ["m1", "m2"] and p["judge_preference"] == "x"
 
 
 def test_bad_rows_are_rejected_with_reasons_and_bad_inputs_fail():
-    ds = Dataset.from_list([
-        pref_row(0),
-        pref_row(1, instruction="   "),
-        pref_row(2, generations=["only one", ""]),
-        pref_row(3, generations=["same", "same "]),
-        pref_row(4, id="dup-of-0", instruction="Explain topic number 0 briefly.",
-                 generations=["Short answer 0.", "A longer, more careful answer about topic 0."]),
-    ])
+    ds = Dataset.from_list(
+        [
+            pref_row(0),
+            pref_row(1, instruction="   "),
+            pref_row(2, generations=["only one", ""]),
+            pref_row(3, generations=["same", "same "]),
+            pref_row(
+                4,
+                id="dup-of-0",
+                instruction="Explain topic number 0 briefly.",
+                generations=["Short answer 0.", "A longer, more careful answer about topic 0."],
+            ),
+        ]
+    )
     pairs, rejected = pr.to_pairs(ds, seed=0)
     assert [p["row"] for p in pairs] == [1]
     assert [(r["row"], r["reason"].split(" (")[0]) for r in rejected] == [
-        (2, "empty or missing prompt"), (3, "fewer than 2 non-empty responses"),
-        (4, "the two responses are identical"), (5, "duplicate of row 1")]
+        (2, "empty or missing prompt"),
+        (3, "fewer than 2 non-empty responses"),
+        (4, "the two responses are identical"),
+        (5, "duplicate of row 1"),
+    ]
     with pytest.raises(InputError, match="no prompt column"):
         pr.to_pairs(Dataset.from_list([{"text": "x", "generations": ["a", "b"]}]), seed=0, source="in.jsonl")
     with pytest.raises(InputError, match="no responses"):
@@ -125,8 +172,10 @@ def test_settings_diff_explains_and_knows_what_is_fixable():
     diffs, fixable = st.diff_specs(current, want)
     assert "question 'preference': labels is ['A', 'B'] on the server, ['A', 'B', 'tie'] wanted" in diffs
     assert any("768 dimensions on the server, 384 wanted" in d for d in diffs)
-    assert set(fixable) == {"metadata property 'complexity' is missing on the server",
-                            "task distribution: min_submitted is 1 on the server, 2 wanted"}
+    assert set(fixable) == {
+        "metadata property 'complexity' is missing on the server",
+        "task distribution: min_submitted is 1 on the server, 2 wanted",
+    }
     assert not any("extra_on_server" in d for d in diffs)
 
 
@@ -134,13 +183,19 @@ def test_settings_diff_explains_and_knows_what_is_fixable():
 # Against the embedded Argilla
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.server
 def test_push_builds_settings_suggestions_and_recorded_order(argilla_server, tmp_path: Path):
     cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 2})
     name, ws = unique("push"), unique("ws")
     rows = scored_rows(12)
     stats = push(Dataset.from_list(rows), cfg, name, ws)
-    assert (stats["created"], stats["already_present"], stats["rejected"], stats["vectors"]) == (12, 0, 0, True)
+    assert (stats["created"], stats["already_present"], stats["rejected"], stats["vectors"]) == (
+        12,
+        0,
+        0,
+        True,
+    )
     client = owner(argilla_server)
     dataset = require_dataset(client, name, ws)
     s = dataset.settings
@@ -149,8 +204,16 @@ def test_push_builds_settings_suggestions_and_recorded_order(argilla_server, tmp
     assert s.questions["rating_a"].values == [1, 2, 3, 4, 5] and not s.questions["corrected"].required
     assert s.vectors["prompt_embedding"].dimensions == 8
     assert s.distribution.min_submitted == 2 and "Which response is better" in s.guidelines
-    assert {m.name for m in s.metadata} >= {"complexity", "quality", "deita_score", "judge_rating_a",
-                                            "dedup_cluster", "dedup_cluster_size", "generator_model_a", "method"}
+    assert {m.name for m in s.metadata} >= {
+        "complexity",
+        "quality",
+        "deita_score",
+        "judge_rating_a",
+        "dedup_cluster",
+        "dedup_cluster_size",
+        "generator_model_a",
+        "method",
+    }
     by_source = {r["id"]: r for r in rows}
     questions = {str(q.id): q.name for q in s.questions}
     raws = raw_records(client, name, ws)
@@ -164,12 +227,18 @@ def test_push_builds_settings_suggestions_and_recorded_order(argilla_server, tmp
         assert raw["fields"]["response_a"] == row["generations"][a]
         assert raw["fields"]["response_b"] == row["generations"][b]
         assert raw["fields"]["prompt"] == [{"role": "user", "content": row["instruction"]}]
-        assert meta["judge_rating_a"] == row["ratings"][a] and meta["generator_model_b"] == row["generation_models"][b]
+        assert (
+            meta["judge_rating_a"] == row["ratings"][a]
+            and meta["generator_model_b"] == row["generation_models"][b]
+        )
         sugg = {questions[x["question_id"]]: x for x in raw["suggestions"]}
         ra, rb = row["ratings"][a], row["ratings"][b]
         assert sugg["preference"]["value"] == ("A" if ra > rb else "B" if rb > ra else "tie")
         # the embedded judge's name has characters Argilla refuses in an agent: cleaned, not refused
-        assert sugg["preference"]["agent"] == "SmolLM2-135M-Instruct GGUF embedded" and sugg["rating_b"]["value"] == rb
+        assert (
+            sugg["preference"]["agent"] == "SmolLM2-135M-Instruct GGUF embedded"
+            and sugg["rating_b"]["value"] == rb
+        )
         assert raw["external_id"] == stable_id(row["instruction"], *row["generations"])
     assert 0 < swaps < 12  # both orders occur
 
@@ -180,7 +249,7 @@ def test_repush_after_annotation_no_duplicates_responses_intact(argilla_server, 
     name, ws = unique("repush"), unique("ws")
     push(Dataset.from_list(scored_rows(6)), cfg, name, ws)
     client = owner(argilla_server)
-    (user, ann, _), = annotators(argilla_server, ws, ["ann"]).values()
+    ((user, ann, _),) = annotators(argilla_server, ws, ["ann"]).values()
     before = raw_records(client, name, ws)
     for raw, pref in zip(before[:3], ["A", "B", "tie"]):
         submit(ann, raw["id"], preference=pref, rating_a=3, comment=f"said {pref}")
@@ -196,8 +265,9 @@ def test_repush_after_annotation_no_duplicates_responses_intact(argilla_server, 
     for raw in after:
         if raw["id"] in answered:
             old = answered[raw["id"]]
-            assert [(x["values"], x["status"], x["user_id"]) for x in raw["responses"]] == \
-                   [(x["values"], x["status"], x["user_id"]) for x in old["responses"]]
+            assert [(x["values"], x["status"], x["user_id"]) for x in raw["responses"]] == [
+                (x["values"], x["status"], x["user_id"]) for x in old["responses"]
+            ]
             assert [x["value"] for x in raw["suggestions"]] == [x["value"] for x in old["suggestions"]]
     assert len(answered) == 3
 
@@ -207,7 +277,9 @@ def test_settings_clash_is_explained_and_update_settings_applies_what_it_can(arg
     name, ws = unique("clash"), unique("ws")
     push(Dataset.from_list(scored_rows(3)), server_config(argilla_server, tmp_path), name, ws)
     cfg2 = server_config(argilla_server, tmp_path, review={"min_submitted": 3})
-    with pytest.raises(ReviewError, match=r"min_submitted is 1 on the server, 3 wanted(.|\n)*--update-settings"):
+    with pytest.raises(
+        ReviewError, match=r"min_submitted is 1 on the server, 3 wanted(.|\n)*--update-settings"
+    ):
         push(Dataset.from_list(scored_rows(3)), cfg2, name, ws)
     cfg3 = server_config(argilla_server, tmp_path, review={"min_submitted": 3, "update_settings": True})
     stats = push(Dataset.from_list(scored_rows(4)), cfg3, name, ws)
@@ -241,7 +313,9 @@ def test_server_rejected_rows_are_quarantined_and_the_rest_land(argilla_server, 
     settings.metadata.add(rg.TermsMetadataProperty("method", options=["self-instruct"], client=client))
     from curate.review.client import get_workspace
 
-    rg.Dataset(name=name, workspace=get_workspace(client, ws, create=True), settings=settings, client=client).create()
+    rg.Dataset(
+        name=name, workspace=get_workspace(client, ws, create=True), settings=settings, client=client
+    ).create()
     qfile = tmp_path / "q.jsonl"
     stats = push(Dataset.from_list(rows), server_config(argilla_server, tmp_path), name, ws, quarantine=qfile)
     assert stats["created"] == 5 and stats["rejected"] == 2
@@ -258,10 +332,28 @@ def test_killed_push_resumes_and_each_record_lands_once(argilla_server, tmp_path
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in scored_rows(600)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_"))}
-    env |= {"ARGILLA_API_URL": argilla_server.url, "ARGILLA_API_KEY": argilla_server.api_key,
-            "CURATE_RUN__RUNS_DIR": str(tmp_path / "runs")}
-    cmd = [sys.executable, "-m", "curate", "push", "-i", str(data), "-d", name, "-w", ws, "--batch-size", "20"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    env |= {
+        "ARGILLA_API_URL": argilla_server.url,
+        "ARGILLA_API_KEY": argilla_server.api_key,
+        "CURATE_RUN__RUNS_DIR": str(tmp_path / "runs"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "curate",
+        "push",
+        "-i",
+        str(data),
+        "-d",
+        name,
+        "-w",
+        ws,
+        "--batch-size",
+        "20",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     client = owner(argilla_server)
     seen = 0
     while proc.poll() is None:
@@ -310,4 +402,6 @@ def test_push_encodes_prompts_only_when_the_data_has_no_embedding(argilla_server
     by_text = {r["instruction"]: v for r, v in zip(rows, expected)}
     for raw in raws:
         got = np.array(raw["vectors"]["prompt_embedding"])
-        assert got.shape == (384,) and np.allclose(got, by_text[raw["fields"]["prompt"][0]["content"]], atol=1e-5)
+        assert got.shape == (384,) and np.allclose(
+            got, by_text[raw["fields"]["prompt"][0]["content"]], atol=1e-5
+        )

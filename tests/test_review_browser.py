@@ -24,14 +24,23 @@ pytestmark = [pytest.mark.server, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [
-    {"instruction": "Explain why the sky is blue to a ten-year-old.",
-     "generations": ["Sunlight bounces off the air, and blue light bounces around the most, so the whole sky "
-                     "looks blue.", "Because the ocean reflects onto the sky."],
-     "ratings": [5, 2]},
-    {"instruction": "Give three tips for keeping basil alive indoors.",
-     "generations": ["Water it every day no matter what.",
-                     "Give it a sunny window, water when the top soil is dry, and pinch off the flowers."],
-     "ratings": [2, 4]},
+    {
+        "instruction": "Explain why the sky is blue to a ten-year-old.",
+        "generations": [
+            "Sunlight bounces off the air, and blue light bounces around the most, so the whole sky "
+            "looks blue.",
+            "Because the ocean reflects onto the sky.",
+        ],
+        "ratings": [5, 2],
+    },
+    {
+        "instruction": "Give three tips for keeping basil alive indoors.",
+        "generations": [
+            "Water it every day no matter what.",
+            "Give it a sunny window, water when the top soil is dry, and pinch off the flowers.",
+        ],
+        "ratings": [2, 4],
+    },
 ]
 
 
@@ -43,9 +52,17 @@ def browser():
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-extensions", "--no-first-run", "--disable-sync"],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-extensions",
+                "--no-first-run",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -56,9 +73,19 @@ def test_ui_answer_lands_in_the_next_export(argilla_server, browser, tmp_path: P
 
     info = argilla_server
     name, ws = unique("ui-pairs"), unique("ws")
-    rows = [{**r, "id": f"ui{i}", "method": "self-instruct", "generation_models": ["small", "large"],
-             "judge_model": "judge-model", "complexity": 2.0 + i, "quality": 4.0, "deita_score": 8.0 + i}
-            for i, r in enumerate(ROWS)]
+    rows = [
+        {
+            **r,
+            "id": f"ui{i}",
+            "method": "self-instruct",
+            "generation_models": ["small", "large"],
+            "judge_model": "judge-model",
+            "complexity": 2.0 + i,
+            "quality": 4.0,
+            "deita_score": 8.0 + i,
+        }
+        for i, r in enumerate(ROWS)
+    ]
     cfg = server_config(info, tmp_path, review={"vectors": False})
     push(Dataset.from_list(rows), cfg, name, ws)
     annotator = add_user(info.url, info.api_key, unique("reviewer"), "annotator", [ws])
@@ -85,7 +112,11 @@ def test_ui_answer_lands_in_the_next_export(argilla_server, browser, tmp_path: P
     records = {r["fields"]["prompt"][0]["content"]: r for r in raw_records(owner(info), name, ws)}
     prompt = next(p for p in records if page.get_by_text(p).count())
     shown = records[prompt]
-    judged = "A" if shown["fields"]["response_a"] in (ROWS[0]["generations"][0], ROWS[1]["generations"][1]) else "B"
+    judged = (
+        "A"
+        if shown["fields"]["response_a"] in (ROWS[0]["generations"][0], ROWS[1]["generations"][1])
+        else "B"
+    )
     choice = "B" if judged == "A" else "A"  # override the judge
     page.screenshot(path=str(tmp_path / "review-pairs-ui.png"))
     if os.environ.get("CURATE_UPDATE_DOCS") == "1":

@@ -103,7 +103,10 @@ def test_run_resumes_after_a_kill(tmp_path: Path, argilla_server) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "curate", "run", "--config", str(cfg), "--until", "preferences"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environ,
+        start_new_session=True,
     )
     manifest_path = tmp_path / "runs" / "tiny" / "manifest.json"
     # kill the run while the second stage is running (the first one has finished)
@@ -126,7 +129,9 @@ def test_run_resumes_after_a_kill(tmp_path: Path, argilla_server) -> None:
     assert stages["01-instructions"]["output_id"] == killed["01-instructions"]["output_id"]
     assert stages["02-preferences"]["status"] == "done"
     assert "03-dedup" not in stages
-    assert len(read_rows(tmp_path / "runs" / "tiny" / "02-preferences")) == stages["02-preferences"]["rows_out"]
+    assert (
+        len(read_rows(tmp_path / "runs" / "tiny" / "02-preferences")) == stages["02-preferences"]["rows_out"]
+    )
 
 
 def test_unknown_force_stage_is_a_clear_error(tmp_path: Path) -> None:
@@ -152,7 +157,10 @@ def test_a_stage_that_keeps_no_rows_stops_the_run_and_is_never_done(tmp_path: Pa
     def must_not_run(cfg, ds, out):
         raise AssertionError("a stage ran on an empty input")
 
-    stages = (run.Stage("01-instructions", ("llm",), all_filtered), run.Stage("02-preferences", ("llm",), must_not_run))
+    stages = (
+        run.Stage("01-instructions", ("llm",), all_filtered),
+        run.Stage("02-preferences", ("llm",), must_not_run),
+    )
     monkeypatch.setattr(run, "STAGES", stages)
     cfg = load_config(overrides={"run": {"runs_dir": str(tmp_path / "runs"), "name": "empty"}}, environ={})
     why = r"kept no rows \(dropped not an instruction: 26, too short: 5\).*magpie"

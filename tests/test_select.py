@@ -45,7 +45,9 @@ def test_no_score_column_is_a_clear_error():
 
 
 def test_empty_text_is_a_clear_error_when_embeddings_must_be_computed():
-    ds = Dataset.from_list([{"instruction": "Say hi.", "deita_score": 2.0}, {"instruction": "", "deita_score": 3.0}])
+    ds = Dataset.from_list(
+        [{"instruction": "Say hi.", "deita_score": 2.0}, {"instruction": "", "deita_score": 3.0}]
+    )
     with pytest.raises(InputError, match=r"in.jsonl:2: field 'instruction'"):
         select(ds, SelectConfig(), EMB, source="in.jsonl")
 
@@ -74,7 +76,9 @@ def test_selection_respects_budget_and_threshold_and_explains_every_rejection():
     emb = np.array(selected["embedding"])
     sims = emb @ emb.T
     assert (sims[np.triu_indices(3, 1)] < 0.8).all()
-    assert stats["rejected_similar"] == 1 and stats["rejected_budget"] == 1 and stats["rejected_no_score"] == 1
+    assert (
+        stats["rejected_similar"] == 1 and stats["rejected_budget"] == 1 and stats["rejected_no_score"] == 1
+    )
 
     # with a looser threshold the similar row is taken, and the budget still holds
     selected, _, _ = select(ds, SelectConfig(budget=3, diversity_threshold=0.99), EMB)
@@ -91,8 +95,9 @@ def test_reuses_dedup_embeddings_and_falls_back_to_quality_or_ratings():
     assert stats["embeddings"] == "reused" and stats["score_column"] == "quality"
     assert selected["id"] == ["b", "d"]
 
-    rated = Dataset.from_list([{"id": i, "instruction": t, "ratings": [1, 5 - k % 3]}
-                               for k, (i, t, _) in enumerate(ROWS)])
+    rated = Dataset.from_list(
+        [{"id": i, "instruction": t, "ratings": [1, 5 - k % 3]} for k, (i, t, _) in enumerate(ROWS)]
+    )
     selected, _, stats = select(rated, SelectConfig(budget=10, diversity_threshold=0.8), EMB)
     assert stats["score_column"] == "ratings"
     assert selected["id"][0] == "a" and "b" not in selected["id"]  # a and d have 5; a first; b too close to a

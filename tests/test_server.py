@@ -39,11 +39,17 @@ def _tokens(text: str) -> set[str]:
 class Local:
     """What we logged, as plain data, to compute every expected answer."""
 
-    fields: dict[str, dict] = field(default_factory=dict)  # external id -> {"prompt": [...], "response_a": ...}
+    fields: dict[str, dict] = field(
+        default_factory=dict
+    )  # external id -> {"prompt": [...], "response_a": ...}
     metadata: dict[str, dict] = field(default_factory=dict)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    suggestions: dict[str, dict] = field(default_factory=dict)  # id -> {"preferred": (value, score, agent), ...}
-    responses: dict[str, dict[str, dict]] = field(default_factory=dict)  # id -> {username: {"status", "values"}}
+    suggestions: dict[str, dict] = field(
+        default_factory=dict
+    )  # id -> {"preferred": (value, score, agent), ...}
+    responses: dict[str, dict[str, dict]] = field(
+        default_factory=dict
+    )  # id -> {username: {"status", "values"}}
     server_ids: dict[str, str] = field(default_factory=dict)  # external id -> record UUID
     inserted_at: dict[str, datetime] = field(default_factory=dict)
     updated_at: dict[str, datetime] = field(default_factory=dict)
@@ -80,7 +86,9 @@ class Ctx:
             base_url=f"{self.url}/api/v1", headers={"X-Argilla-Api-Key": key or self.owner_key}, timeout=60
         )
 
-    def search(self, body: dict, key: str | None = None, me: bool = False, limit: int = 1000, offset: int = 0):
+    def search(
+        self, body: dict, key: str | None = None, me: bool = False, limit: int = 1000, offset: int = 0
+    ):
         path = f"/me/datasets/{self.ds.id}/records/search" if me else f"/datasets/{self.ds.id}/records/search"
         with self.api(key) as api:
             resp = api.post(path, json=body, params={"limit": limit, "offset": offset})
@@ -97,8 +105,10 @@ def _make_records(local: Local, start: int, stop: int, rng: random.Random):
         rid = f"rec-{i:04d}"
         turns = [{"role": "user", "content": " ".join(rng.sample(VOCAB, 5))}]
         if i % 4 == 0:  # some multi-turn prompts
-            turns += [{"role": "assistant", "content": " ".join(rng.sample(VOCAB, 3))},
-                      {"role": "user", "content": " ".join(rng.sample(VOCAB, 3))}]
+            turns += [
+                {"role": "assistant", "content": " ".join(rng.sample(VOCAB, 3))},
+                {"role": "user", "content": " ".join(rng.sample(VOCAB, 3))},
+            ]
         fields = {
             "prompt": turns,
             "response_a": " ".join(rng.sample(VOCAB, 7)),
@@ -257,7 +267,9 @@ def test_cli_status_users_add_and_start(argilla_server):
     assert result.exit_code == 0, result.stdout + result.stderr
     assert argilla_server.url in result.stdout and "worker" in result.stdout
 
-    result = runner.invoke(app, ["server", "users", "add", "cli-user", "--workspace", "cli-ws", "-d", data_dir])
+    result = runner.invoke(
+        app, ["server", "users", "add", "cli-user", "--workspace", "cli-ws", "-d", data_dir]
+    )
     assert result.exit_code == 0, result.stdout + result.stderr
     password = re.search(r"password: (\S+)", result.stdout).group(1)
     api_key = re.search(r"API key:\s+(\S+)", result.stdout).group(1)
@@ -282,7 +294,9 @@ def test_ensure_server_embedded_and_remote(argilla_server):
     cfg = load_config(overrides={"server": {"data_dir": str(argilla_server.data_dir)}}, environ={})
     assert ensure_server(cfg) == (argilla_server.url, argilla_server.api_key)
 
-    remote = load_config(environ={"ARGILLA_API_URL": "https://me-argilla.hf.space/", "ARGILLA_API_KEY": "k123"})
+    remote = load_config(
+        environ={"ARGILLA_API_URL": "https://me-argilla.hf.space/", "ARGILLA_API_KEY": "k123"}
+    )
     assert ensure_server(remote) == ("https://me-argilla.hf.space", "k123")
     with pytest.raises(ConfigError, match="ARGILLA_API_KEY"):
         ensure_server(load_config(environ={"ARGILLA_API_URL": "https://me-argilla.hf.space"}))
@@ -333,15 +347,22 @@ def test_metadata_suggestion_and_record_filters(ctx: Ctx):
     local = ctx.local
     md, sug = local.metadata, local.suggestions
     cases = [
-        ([("metadata.complexity", ">=", 3.0), ("metadata.complexity", "<=", 4.5)],
-         lambda r: 3.0 <= md[r]["complexity"] <= 4.5),
-        ([("metadata.method", "in", ["magpie", "evol-instruct"])], lambda r: md[r]["method"] != "self-instruct"),
+        (
+            [("metadata.complexity", ">=", 3.0), ("metadata.complexity", "<=", 4.5)],
+            lambda r: 3.0 <= md[r]["complexity"] <= 4.5,
+        ),
+        (
+            [("metadata.method", "in", ["magpie", "evol-instruct"])],
+            lambda r: md[r]["method"] != "self-instruct",
+        ),
         ([("preferred", "==", "A")], lambda r: sug[r]["preferred"][0] == "A"),
         ([("preferred.score", ">=", 0.7)], lambda r: sug[r]["preferred"][1] >= 0.7),
         ([("preferred.agent", "==", "judge-b")], lambda r: sug[r]["preferred"][2] == "judge-b"),
         ([("quality_a", ">=", 4)], lambda r: sug[r]["quality_a"] >= 4),
-        ([("metadata.method", "==", "magpie"), ("preferred", "in", ["B", "tie"])],
-         lambda r: md[r]["method"] == "magpie" and sug[r]["preferred"][0] != "A"),
+        (
+            [("metadata.method", "==", "magpie"), ("preferred", "in", ["B", "tie"])],
+            lambda r: md[r]["method"] == "magpie" and sug[r]["preferred"][0] != "A",
+        ),
     ]
     for conditions, predicate in cases:
         expected = {rid for rid in local.ids() if predicate(rid)}
@@ -362,13 +383,19 @@ def test_response_and_status_filters(ctx: Ctx):
 
     cases = [
         ([("response.status", "==", "discarded")], lambda r: has(r, lambda x: x["status"] == "discarded")),
-        ([("response.status", "in", ["submitted", "draft"])],
-         lambda r: has(r, lambda x: x["status"] in ("submitted", "draft"))),
+        (
+            [("response.status", "in", ["submitted", "draft"])],
+            lambda r: has(r, lambda x: x["status"] in ("submitted", "draft")),
+        ),
         ([("response.status", "==", "pending")], lambda r: r not in resp),
-        ([("preferred.response", "==", "B")],
-         lambda r: has(r, lambda x: x["values"].get("preferred", {}).get("value") == "B")),
-        ([("quality_a.response", ">=", 4)],
-         lambda r: has(r, lambda x: x["values"].get("quality_a", {}).get("value", 0) >= 4)),
+        (
+            [("preferred.response", "==", "B")],
+            lambda r: has(r, lambda x: x["values"].get("preferred", {}).get("value") == "B"),
+        ),
+        (
+            [("quality_a.response", ">=", 4)],
+            lambda r: has(r, lambda x: x["values"].get("quality_a", {}).get("value", 0) >= 4),
+        ),
         ([("status", "==", "completed")], lambda r: local.submitted(r) >= 1),
         ([("status", "==", "pending")], lambda r: local.submitted(r) == 0),
     ]
@@ -388,8 +415,18 @@ def test_date_range_filters(ctx: Ctx):
     assert 0 < len(expected_ge) < N_RECORDS and 0 < len(expected_le) < N_RECORDS
     assert set(_sdk_ids(ctx, filter=[("inserted_at", ">=", iso)])) == expected_ge
     assert set(_sdk_ids(ctx, filter=[("updated_at", "<=", cut.isoformat())])) == expected_le
-    body = {"filters": {"and": [{"type": "range", "scope": {"entity": "record", "property": "inserted_at"},
-                                 "ge": times[0].isoformat(), "le": iso}]}}
+    body = {
+        "filters": {
+            "and": [
+                {
+                    "type": "range",
+                    "scope": {"entity": "record", "property": "inserted_at"},
+                    "ge": times[0].isoformat(),
+                    "le": iso,
+                }
+            ]
+        }
+    }
     _, total, _ = ctx.search(body)
     assert total == sum(t <= cut for t in local.inserted_at.values())
 
@@ -397,22 +434,47 @@ def test_date_range_filters(ctx: Ctx):
 def test_pending_for_each_annotator_in_their_own_order(ctx: Ctx):
     """The UI's queue: /me search, response status pending for the user and record status pending."""
     local = ctx.local
-    body = {"filters": {"and": [
-        {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]},
-        {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
-    ]}}
+    body = {
+        "filters": {
+            "and": [
+                {
+                    "type": "terms",
+                    "scope": {"entity": "response", "property": "status"},
+                    "values": ["pending"],
+                },
+                {"type": "terms", "scope": {"entity": "record", "property": "status"}, "values": ["pending"]},
+            ]
+        }
+    }
     firsts = {}
     for name, user in ctx.annotators.items():
-        expected = {rid for rid in local.ids() if name not in local.responses.get(rid, {}) and local.submitted(rid) == 0}
+        expected = {
+            rid
+            for rid in local.ids()
+            if name not in local.responses.get(rid, {}) and local.submitted(rid) == 0
+        }
         got, total, _ = ctx.search(body, key=user.api_key, me=True)
         assert total == len(expected) and set(got) == expected
         again, _, _ = ctx.search(body, key=user.api_key, me=True)
         assert again == got  # deterministic per user (the UI pages through it)
         firsts[name] = got[:20]
         # their own submitted records
-        mine = {rid for rid in local.ids() if local.responses.get(rid, {}).get(name, {}).get("status") == "submitted"}
-        sub = {"filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"},
-                                    "values": ["submitted"]}]}}
+        mine = {
+            rid
+            for rid in local.ids()
+            if local.responses.get(rid, {}).get(name, {}).get("status") == "submitted"
+        }
+        sub = {
+            "filters": {
+                "and": [
+                    {
+                        "type": "terms",
+                        "scope": {"entity": "response", "property": "status"},
+                        "values": ["submitted"],
+                    }
+                ]
+            }
+        }
         got, total, _ = ctx.search(sub, key=user.api_key, me=True)
         assert total == len(mine) and set(got) == mine
     assert firsts["ann1"] != firsts["ann2"]  # annotators spread over the dataset
@@ -426,29 +488,49 @@ def test_sorting(ctx: Ctx):
     assert total == N_RECORDS and set(got) == local.ids()
     assert [md[r]["complexity"] for r in got] == sorted((m["complexity"] for m in md.values()), reverse=True)
 
-    body = {"sort": [{"scope": {"entity": "metadata", "metadata_property": "method"}, "order": "asc"},
-                     {"scope": {"entity": "suggestion", "question": "preferred", "property": "score"}, "order": "desc"}],
-            "filters": {"and": [{"type": "range", "scope": {"entity": "metadata", "metadata_property": "complexity"},
-                                 "ge": 2.0}]}}
+    body = {
+        "sort": [
+            {"scope": {"entity": "metadata", "metadata_property": "method"}, "order": "asc"},
+            {
+                "scope": {"entity": "suggestion", "question": "preferred", "property": "score"},
+                "order": "desc",
+            },
+        ],
+        "filters": {
+            "and": [
+                {
+                    "type": "range",
+                    "scope": {"entity": "metadata", "metadata_property": "complexity"},
+                    "ge": 2.0,
+                }
+            ]
+        },
+    }
     got, _, _ = ctx.search(body)
-    expected = sorted((r for r in local.ids() if md[r]["complexity"] >= 2.0),
-                      key=lambda r: (md[r]["method"], -sug[r]["preferred"][1]))
+    expected = sorted(
+        (r for r in local.ids() if md[r]["complexity"] >= 2.0),
+        key=lambda r: (md[r]["method"], -sug[r]["preferred"][1]),
+    )
     assert [(md[r]["method"], sug[r]["preferred"][1]) for r in got] == [
-        (md[r]["method"], sug[r]["preferred"][1]) for r in expected]
+        (md[r]["method"], sug[r]["preferred"][1]) for r in expected
+    ]
 
     # by the average of the responses' ratings; records without responses last
     body = {"sort": [{"scope": {"entity": "response", "question": "quality_a"}, "order": "desc"}]}
     got, _, _ = ctx.search(body)
 
     def avg(rid):
-        vals = [r["values"]["quality_a"]["value"] for r in local.responses.get(rid, {}).values()
-                if "quality_a" in r["values"]]
+        vals = [
+            r["values"]["quality_a"]["value"]
+            for r in local.responses.get(rid, {}).values()
+            if "quality_a" in r["values"]
+        ]
         return sum(vals) / len(vals) if vals else None
 
     keys = [avg(r) for r in got]
     rated = [k for k in keys if k is not None]
     assert rated == sorted(rated, reverse=True)
-    assert keys[: len(rated)] == rated and all(k is None for k in keys[len(rated):])
+    assert keys[: len(rated)] == rated and all(k is None for k in keys[len(rated) :])
 
     body = {"sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "desc"}]}
     got, _, _ = ctx.search(body)
@@ -479,20 +561,30 @@ def test_similarity_search(ctx: Ctx):
     anchor = sorted(local.ids())[123]
     record = next(iter(ctx.ds.records(query=rg.Query(filter=[("id", "==", anchor)]))))
     for least in (False, True):
-        results = list(ctx.ds.records(query=rg.Query(similar=rg.Similar("emb", record, most_similar=not least)),
-                                      limit=8))
+        results = list(
+            ctx.ds.records(query=rg.Query(similar=rg.Similar("emb", record, most_similar=not least)), limit=8)
+        )
         exp_ids, _ = _cos_top(local, local.vectors[anchor], local.ids() - {anchor}, 8, least=least)
         assert [r.id for r, _ in results] == exp_ids
 
     magpie = {r for r in local.ids() if local.metadata[r]["method"] == "magpie"}
-    results = list(ctx.ds.records(query=rg.Query(similar=rg.Similar("emb", query.tolist()),
-                                                 filter=[("metadata.method", "==", "magpie")]), limit=10))
+    results = list(
+        ctx.ds.records(
+            query=rg.Query(
+                similar=rg.Similar("emb", query.tolist()), filter=[("metadata.method", "==", "magpie")]
+            ),
+            limit=10,
+        )
+    )
     assert [r.id for r, _ in results] == _cos_top(local, query, magpie, 10)[0]
 
 
 def test_metadata_metrics(ctx: Ctx):
     with ctx.api() as api:
-        props = {p["name"]: p["id"] for p in api.get(f"/me/datasets/{ctx.ds.id}/metadata-properties").json()["items"]}
+        props = {
+            p["name"]: p["id"]
+            for p in api.get(f"/me/datasets/{ctx.ds.id}/metadata-properties").json()["items"]
+        }
         complexity = api.get(f"/metadata-properties/{props['complexity']}/metrics").json()
         method = api.get(f"/metadata-properties/{props['method']}/metrics").json()
     values = [m["complexity"] for m in ctx.local.metadata.values()]
@@ -529,25 +621,58 @@ def test_updates_and_deletes_stay_in_sync(ctx: Ctx):
         me = api.get("/me").json()["id"]
         own = {}
         for rid in (changed, removed):
-            body = {"filters": {"and": [{"type": "terms", "scope": {"entity": "record", "property": "id"},
-                                         "values": [local.server_ids[rid]]}]}}
-            found = api.post(f"/me/datasets/{ctx.ds.id}/records/search", json=body, params={"include": "responses"})
+            body = {
+                "filters": {
+                    "and": [
+                        {
+                            "type": "terms",
+                            "scope": {"entity": "record", "property": "id"},
+                            "values": [local.server_ids[rid]],
+                        }
+                    ]
+                }
+            }
+            found = api.post(
+                f"/me/datasets/{ctx.ds.id}/records/search", json=body, params={"include": "responses"}
+            )
             assert found.status_code == 200 and found.json()["total"] == 1, found.text
             own[rid] = next(r for r in found.json()["items"][0]["record"]["responses"] if r["user_id"] == me)
-        resp = api.put(f"/responses/{own[changed]['id']}", json={
-            "status": "submitted", "values": {"preferred": {"value": "tie"}, "quality_a": {"value": 1}}})
+        resp = api.put(
+            f"/responses/{own[changed]['id']}",
+            json={
+                "status": "submitted",
+                "values": {"preferred": {"value": "tie"}, "quality_a": {"value": 1}},
+            },
+        )
         assert resp.status_code == 200, resp.text
         assert api.delete(f"/responses/{own[removed]['id']}").status_code == 200
-    local.responses[changed]["ann2"] = {"status": "submitted",
-                                        "values": {"preferred": {"value": "tie"}, "quality_a": {"value": 1}}}
+    local.responses[changed]["ann2"] = {
+        "status": "submitted",
+        "values": {"preferred": {"value": "tie"}, "quality_a": {"value": 1}},
+    }
     del local.responses[removed]["ann2"]
     if not local.responses[removed]:
         del local.responses[removed]
-    expected = {r for r in local.ids()
-                if any(x["values"].get("preferred", {}).get("value") == "tie" for x in local.responses.get(r, {}).values())}
+    expected = {
+        r
+        for r in local.ids()
+        if any(
+            x["values"].get("preferred", {}).get("value") == "tie"
+            for x in local.responses.get(r, {}).values()
+        )
+    }
     assert set(_sdk_ids(ctx, filter=[("preferred.response", "==", "tie")])) == expected
-    body = {"filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"},
-                                 "values": ["pending"]}]}}
+    body = {
+        "filters": {
+            "and": [
+                {
+                    "type": "terms",
+                    "scope": {"entity": "response", "property": "status"},
+                    "values": ["pending"],
+                }
+            ]
+        }
+    }
     got, _, _ = ctx.search(body, key=ann2.api_key, me=True)
     assert removed in got and changed not in got
 
@@ -555,8 +680,10 @@ def test_updates_and_deletes_stay_in_sync(ctx: Ctx):
     target, dropped = ids[10], ids[11]
     with ctx.api() as api:
         questions = {q["name"]: q["id"] for q in api.get(f"/datasets/{ctx.ds.id}/questions").json()["items"]}
-        resp = api.put(f"/records/{local.server_ids[target]}/suggestions",
-                       json={"question_id": questions["preferred"], "value": "tie", "score": 0.999, "agent": "judge-z"})
+        resp = api.put(
+            f"/records/{local.server_ids[target]}/suggestions",
+            json={"question_id": questions["preferred"], "value": "tie", "score": 0.999, "agent": "judge-z"},
+        )
         assert resp.status_code in (200, 201), resp.text
         sugs = api.get(f"/records/{local.server_ids[dropped]}/suggestions").json()["items"]
         sid = next(s["id"] for s in sugs if s["question_id"] == questions["preferred"])
@@ -603,7 +730,8 @@ def test_distribution_change_runs_on_the_worker(ctx: Ctx):
         time.sleep(0.5)
     assert ctx.ds.progress()["completed"] == expected
     assert set(_sdk_ids(ctx, filter=[("status", "==", "completed")])) == {
-        r for r in local.ids() if local.submitted(r) >= 2}
+        r for r in local.ids() if local.submitted(r) >= 2
+    }
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -621,7 +749,10 @@ def test_a_piece_is_known_by_its_start_not_by_the_wall_clock(tmp_path: Path):
     from curate.server import launcher
 
     entry = launcher._spawn(
-        [sys.executable, "-c", "import time; time.sleep(120)"], tmp_path / "piece.log", dict(os.environ), tmp_path
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        tmp_path / "piece.log",
+        dict(os.environ),
+        tmp_path,
     )
     try:
         assert entry["start_ticks"] is not None and launcher._is_ours(entry)
@@ -645,13 +776,19 @@ def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
         assert info.started and info.first_start
         user = add_user(info.url, info.api_key, "restart-ann", "annotator", ["rws"], password="s3cret-pass-1")
         client = rg.Argilla(api_url=info.url, api_key=info.api_key)
-        settings = rg.Settings(fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion("l", ["x", "y"])])
+        settings = rg.Settings(
+            fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion("l", ["x", "y"])]
+        )
         ds = rg.Dataset(name="persist", workspace="rws", settings=settings, client=client).create()
         ds.records.log([{"text": f"hello number {i}"} for i in range(20)])
         with httpx.Client(base_url=f"{info.url}/api/v1") as api:
             token = api.post("/token", data={"username": "restart-ann", "password": "s3cret-pass-1"}).json()[
-                "access_token"]
-        pids = {name: entry["pid"] for name, entry in json.loads((data_dir / "server.json").read_text())["pids"].items()}
+                "access_token"
+            ]
+        pids = {
+            name: entry["pid"]
+            for name, entry in json.loads((data_dir / "server.json").read_text())["pids"].items()
+        }
 
         stopped = launcher.stop(data_dir)
         assert stopped == {"worker": "stopped", "server": "stopped", "redis": "stopped"}
@@ -663,8 +800,14 @@ def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
         assert info2.started and not info2.first_start and info2.api_key == info.api_key
         with httpx.Client(base_url=f"{info2.url}/api/v1") as api:
             # the UI session token from before the restart is still valid (same secret), and so is the password
-            assert api.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "restart-ann"
-            assert api.post("/token", data={"username": "restart-ann", "password": "s3cret-pass-1"}).status_code == 201
+            assert (
+                api.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["username"]
+                == "restart-ann"
+            )
+            assert (
+                api.post("/token", data={"username": "restart-ann", "password": "s3cret-pass-1"}).status_code
+                == 201
+            )
             assert api.get("/me", headers={"X-Argilla-Api-Key": user.api_key}).status_code == 200
         client2 = rg.Argilla(api_url=info2.url, api_key=info2.api_key)
         ds2 = client2.datasets("persist", workspace="rws")
@@ -678,8 +821,12 @@ def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
         info2 = launcher.start(data_dir)
         ds2 = rg.Argilla(api_url=info2.url, api_key=info2.api_key).datasets("persist", workspace="rws")
         assert len(list(ds2.records(query=rg.Query(query="number")))) == 20
-        assert len(list(ds2.records(query=rg.Query(query="hello", filter=[("status", "==", "pending")])))) == 20
-        assert "search index rebuilt for: persist (20 records)" in (data_dir / "logs" / "server.log").read_text()
+        assert (
+            len(list(ds2.records(query=rg.Query(query="hello", filter=[("status", "==", "pending")])))) == 20
+        )
+        assert (
+            "search index rebuilt for: persist (20 records)" in (data_dir / "logs" / "server.log").read_text()
+        )
 
         # a crashed piece is reported, and the next start brings it back
         worker_pid = json.loads((data_dir / "server.json").read_text())["pids"]["worker"]["pid"]
@@ -737,30 +884,59 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
         metadata = {"method": rng.choice(METHODS), "tags": rng.sample(["x", "y", "z"], 2)}
         if i % 9:  # some records have no score: they come last, in both orders
             metadata["score"] = rng.randint(0, 40) / 4  # many ties
-        suggestions = [NS(question=question, value=rng.choice(LABELS), score=rng.randint(0, 20) / 20,
-                          agent="judge", type="model")] if i % 5 else []
-        records.append(NS(
-            id=uuid.uuid4(), external_id=f"e{i}", status="pending", inserted_at=datetime(2025, 1, 1),
-            updated_at=datetime(2025, 1, 1), fields={"text": " ".join(rng.sample(VOCAB, 4))}, metadata_=metadata,
-            responses=[], suggestions=suggestions, vectors=[],
-        ))
+        suggestions = (
+            [
+                NS(
+                    question=question,
+                    value=rng.choice(LABELS),
+                    score=rng.randint(0, 20) / 20,
+                    agent="judge",
+                    type="model",
+                )
+            ]
+            if i % 5
+            else []
+        )
+        records.append(
+            NS(
+                id=uuid.uuid4(),
+                external_id=f"e{i}",
+                status="pending",
+                inserted_at=datetime(2025, 1, 1),
+                updated_at=datetime(2025, 1, 1),
+                fields={"text": " ".join(rng.sample(VOCAB, 4))},
+                metadata_=metadata,
+                responses=[],
+                suggestions=suggestions,
+                vectors=[],
+            )
+        )
     engine = se.SQLiteSearchEngine()
 
     async def index():
         await engine.create_index(dataset)
         for start in range(0, len(records), 500):
-            await engine.index_records(dataset, records[start:start + 500])
+            await engine.index_records(dataset, records[start : start + 500])
 
     asyncio.run(index())
     sorts = [
         [Order(MetadataFilterScope("score"), SortOrder.desc)],
-        [Order(MetadataFilterScope("score"), SortOrder.asc), Order(MetadataFilterScope("method"), SortOrder.desc)],
-        [Order(MetadataFilterScope("method"), SortOrder.asc), Order(MetadataFilterScope("score"), SortOrder.desc)],
+        [
+            Order(MetadataFilterScope("score"), SortOrder.asc),
+            Order(MetadataFilterScope("method"), SortOrder.desc),
+        ],
+        [
+            Order(MetadataFilterScope("method"), SortOrder.asc),
+            Order(MetadataFilterScope("score"), SortOrder.desc),
+        ],
         [Order(SuggestionFilterScope("preferred", "score"), SortOrder.desc)],
         [Order(MetadataFilterScope("tags"), SortOrder.asc)],  # several values per record: generic path
     ]
-    filters = [None, AndFilter([RangeFilter(MetadataFilterScope("score"), ge=2.5, le=8)]),
-               AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A", "tie"])])]
+    filters = [
+        None,
+        AndFilter([RangeFilter(MetadataFilterScope("score"), ge=2.5, le=8)]),
+        AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A", "tie"])]),
+    ]
     pages = [(0, 10), (0, 2500), (1990, 30), (2240, 50)]
 
     def run(threshold):
@@ -769,7 +945,9 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
         for sort in sorts:
             for flt in filters:
                 for offset, limit in pages:
-                    res = asyncio.run(engine.search(dataset, filter=flt, sort=sort, offset=offset, limit=limit))
+                    res = asyncio.run(
+                        engine.search(dataset, filter=flt, sort=sort, offset=offset, limit=limit)
+                    )
                     out.append((res.total, [str(i.record_id) for i in res.items]))
         return out
 
@@ -787,7 +965,9 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
         for user in ("u1", "u2", "u3"):
             for flt in (None, pending, filters[1]):
                 for offset, limit in [(0, 1), (0, 10), (7, 10), (300, 50), (0, 2500)]:
-                    res = asyncio.run(engine.search(dataset, filter=flt, offset=offset, limit=limit, user_id=user))
+                    res = asyncio.run(
+                        engine.search(dataset, filter=flt, offset=offset, limit=limit, user_id=user)
+                    )
                     out.append((res.total, [str(i.record_id) for i in res.items]))
         return out
 

@@ -36,8 +36,15 @@ def browser():
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-extensions", "--no-first-run", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-extensions",
+                "--no-first-run",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -56,41 +63,57 @@ def review(argilla_server):
     client = rg.Argilla(api_url=info.url, api_key=info.api_key)
     settings = rg.Settings(
         guidelines="Read the prompt and both responses. Choose the better response, rate each one, and "
-                   "correct the chosen response if it has mistakes.",
-        fields=[rg.ChatField(name="prompt", title="Prompt"), rg.TextField(name="response_a", title="Response A"),
-                rg.TextField(name="response_b", title="Response B")],
+        "correct the chosen response if it has mistakes.",
+        fields=[
+            rg.ChatField(name="prompt", title="Prompt"),
+            rg.TextField(name="response_a", title="Response A"),
+            rg.TextField(name="response_b", title="Response B"),
+        ],
         questions=[
-            rg.LabelQuestion(name="preferred", title="Which response is better?",
-                             labels={"A": "A", "B": "B", "tie": "Tie"}),
+            rg.LabelQuestion(
+                name="preferred", title="Which response is better?", labels={"A": "A", "B": "B", "tie": "Tie"}
+            ),
             rg.RatingQuestion(name="quality_a", title="Quality of response A", values=[1, 2, 3, 4, 5]),
             rg.RatingQuestion(name="quality_b", title="Quality of response B", values=[1, 2, 3, 4, 5]),
             rg.TextQuestion(name="correction", title="Corrected response (optional)", required=False),
         ],
-        metadata=[rg.FloatMetadataProperty(name="deita_score", title="Deita score"),
-                  rg.TermsMetadataProperty(name="method", title="Generation method")],
+        metadata=[
+            rg.FloatMetadataProperty(name="deita_score", title="Deita score"),
+            rg.TermsMetadataProperty(name="method", title="Generation method"),
+        ],
         vectors=[rg.VectorField(name="prompt_embedding", dimensions=3)],
     )
     ds = rg.Dataset(name="ui-review", workspace=workspace, settings=settings, client=client).create()
     answers = [
-        ("Sunlight scatters off air molecules, and blue light scatters the most, so we see blue everywhere.",
-         "Because the ocean reflects onto the sky."),
-        ("Fans hum in the dark / the build log scrolls like rain / one green check at dawn",
-         "Code compiles at night. It is late. I am tired of it."),
-        ("Give it a sunny window, water when the top soil is dry, and pinch off flowers.",
-         "Basil needs light, water and pruning; keep it warm and away from drafts."),
+        (
+            "Sunlight scatters off air molecules, and blue light scatters the most, so we see blue everywhere.",
+            "Because the ocean reflects onto the sky.",
+        ),
+        (
+            "Fans hum in the dark / the build log scrolls like rain / one green check at dawn",
+            "Code compiles at night. It is late. I am tired of it.",
+        ),
+        (
+            "Give it a sunny window, water when the top soil is dry, and pinch off flowers.",
+            "Basil needs light, water and pruning; keep it warm and away from drafts.",
+        ),
     ]
-    ds.records.log([
-        rg.Record(
-            id=f"pair-{i}",
-            fields={"prompt": [{"role": "user", "content": p}], "response_a": a, "response_b": b},
-            metadata={"deita_score": 4.0 + i, "method": "self-instruct"},
-            vectors={"prompt_embedding": [1.0, float(i), 0.5]},
-            suggestions=[rg.Suggestion("preferred", "A", score=0.8, agent="judge-model"),
-                         rg.Suggestion("quality_a", 4, agent="judge-model"),
-                         rg.Suggestion("quality_b", 2, agent="judge-model")],
-        )
-        for i, (p, (a, b)) in enumerate(zip(PROMPTS, answers))
-    ])
+    ds.records.log(
+        [
+            rg.Record(
+                id=f"pair-{i}",
+                fields={"prompt": [{"role": "user", "content": p}], "response_a": a, "response_b": b},
+                metadata={"deita_score": 4.0 + i, "method": "self-instruct"},
+                vectors={"prompt_embedding": [1.0, float(i), 0.5]},
+                suggestions=[
+                    rg.Suggestion("preferred", "A", score=0.8, agent="judge-model"),
+                    rg.Suggestion("quality_a", 4, agent="judge-model"),
+                    rg.Suggestion("quality_b", 2, agent="judge-model"),
+                ],
+            )
+            for i, (p, (a, b)) in enumerate(zip(PROMPTS, answers))
+        ]
+    )
     return info, annotator, ds
 
 

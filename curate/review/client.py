@@ -97,7 +97,9 @@ def iter_raw_records(
 
 def existing_external_ids(client: rg.Argilla, dataset: rg.Dataset) -> set[str]:
     """The record ids (`external_id`) already in the dataset: what a resumed push skips."""
-    return {str(r["external_id"]) for r in iter_raw_records(client, dataset, include=()) if r.get("external_id")}
+    return {
+        str(r["external_id"]) for r in iter_raw_records(client, dataset, include=()) if r.get("external_id")
+    }
 
 
 def usernames(client: rg.Argilla) -> dict[str, str]:

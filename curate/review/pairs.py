@@ -53,7 +53,9 @@ def _messages(prompt: Any) -> list[dict[str, str]] | None:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}] if prompt.strip() else None
     if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-        msgs = [{"role": str(m.get("role") or "user"), "content": str(m.get("content") or "")} for m in prompt]
+        msgs = [
+            {"role": str(m.get("role") or "user"), "content": str(m.get("content") or "")} for m in prompt
+        ]
         return msgs if any(m["content"].strip() for m in msgs) else None
     return None
 
@@ -103,11 +105,18 @@ def check_columns(ds: Dataset, source: Path | str | None) -> None:
     where = source or "<input>"
     cols = set(ds.column_names)
     if not cols & set(PROMPT_COLUMNS):
-        raise InputError(where, f"no prompt column (need one of {', '.join(PROMPT_COLUMNS)}; "
-                                f"has {', '.join(sorted(cols))})", field="prompt")
+        raise InputError(
+            where,
+            f"no prompt column (need one of {', '.join(PROMPT_COLUMNS)}; has {', '.join(sorted(cols))})",
+            field="prompt",
+        )
     if "generations" not in cols and not {"response_a", "response_b"} <= cols:
-        raise InputError(where, "no responses (need `generations` or `response_a` and `response_b`; "
-                                f"has {', '.join(sorted(cols))})", field="generations")
+        raise InputError(
+            where,
+            "no responses (need `generations` or `response_a` and `response_b`; "
+            f"has {', '.join(sorted(cols))})",
+            field="generations",
+        )
 
 
 def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[list[dict], list[dict]]:
@@ -123,7 +132,9 @@ def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[
             raw_prompt = f"{raw_prompt}\n\n{row['input']}"  # instruction + input (Alpaca/PandaLM style)
         messages = _messages(raw_prompt)
         if messages is None:
-            rejected.append({"row": lineno, "reason": "empty or missing prompt", "stage": "validation", "data": row})
+            rejected.append(
+                {"row": lineno, "reason": "empty or missing prompt", "stage": "validation", "data": row}
+            )
             continue
         if isinstance(row.get("generations"), (list, tuple)):
             responses = list(row["generations"])
@@ -140,8 +151,14 @@ def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[
         prompt_key: Any = messages[0]["content"] if len(messages) == 1 else messages
         record_id = stable_id(prompt_key, rx, ry)
         if record_id in seen:
-            rejected.append({"row": lineno, "reason": f"duplicate of row {seen[record_id]} (same prompt and "
-                                                      "responses)", "stage": "validation", "data": row})
+            rejected.append(
+                {
+                    "row": lineno,
+                    "reason": f"duplicate of row {seen[record_id]} (same prompt and responses)",
+                    "stage": "validation",
+                    "data": row,
+                }
+            )
             continue
         seen[record_id] = lineno
         judge_pref = _judge_preference(row.get("judge_preference"))
@@ -152,29 +169,36 @@ def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[
         models = _list(row, "generation_models", n)
         quality_scores = _list(row, "quality_scores", n)
         embedding = row.get("embedding")
-        if not (isinstance(embedding, (list, tuple)) and embedding and all(_num(v) is not None for v in embedding)):
+        if not (
+            isinstance(embedding, (list, tuple)) and embedding and all(_num(v) is not None for v in embedding)
+        ):
             embedding = None
-        pairs.append({
-            "id": record_id,
-            "row": lineno,
-            "messages": messages,
-            "responses": [rx, ry],
-            "indices": [xi, yi],
-            "ratings": [ratings[xi], ratings[yi]],
-            "judge_preference": judge_pref,
-            "judge_model": str(row["judge_model"]) if row.get("judge_model") else None,
-            "generator_models": [str(models[xi]) if models[xi] else None, str(models[yi]) if models[yi] else None],
-            "quality_scores": [_num(quality_scores[xi]), _num(quality_scores[yi])],
-            "complexity": _num(row.get("complexity")),
-            "quality": _num(row.get("quality")),
-            "deita_score": _num(row.get("deita_score")),
-            "dedup_cluster": _int(row.get("dedup_cluster")),
-            "dedup_cluster_size": _int(row.get("dedup_cluster_size")),
-            "method": str(row["method"]) if row.get("method") else None,
-            "source_id": str(row["id"]) if row.get("id") is not None else None,
-            "embedding": [float(v) for v in embedding] if embedding is not None else None,
-            "swapped": ab_swapped(record_id, seed),
-        })
+        pairs.append(
+            {
+                "id": record_id,
+                "row": lineno,
+                "messages": messages,
+                "responses": [rx, ry],
+                "indices": [xi, yi],
+                "ratings": [ratings[xi], ratings[yi]],
+                "judge_preference": judge_pref,
+                "judge_model": str(row["judge_model"]) if row.get("judge_model") else None,
+                "generator_models": [
+                    str(models[xi]) if models[xi] else None,
+                    str(models[yi]) if models[yi] else None,
+                ],
+                "quality_scores": [_num(quality_scores[xi]), _num(quality_scores[yi])],
+                "complexity": _num(row.get("complexity")),
+                "quality": _num(row.get("quality")),
+                "deita_score": _num(row.get("deita_score")),
+                "dedup_cluster": _int(row.get("dedup_cluster")),
+                "dedup_cluster_size": _int(row.get("dedup_cluster_size")),
+                "method": str(row["method"]) if row.get("method") else None,
+                "source_id": str(row["id"]) if row.get("id") is not None else None,
+                "embedding": [float(v) for v in embedding] if embedding is not None else None,
+                "swapped": ab_swapped(record_id, seed),
+            }
+        )
     return pairs, rejected
 
 

@@ -28,21 +28,25 @@ def normalize(raw: dict[str, Any], questions: dict[str, str], users: dict[str, s
         if name:
             suggestions[name] = {"value": s.get("value"), "score": s.get("score"), "agent": s.get("agent")}
     responses = []
-    for r in sorted(raw.get("responses") or [], key=lambda r: (r.get("updated_at") or "", str(r.get("user_id")))):
+    for r in sorted(
+        raw.get("responses") or [], key=lambda r: (r.get("updated_at") or "", str(r.get("user_id")))
+    ):
         values = r.get("values") or {}
         pref = _value(values, st.PREFERENCE)
         user_id = str(r.get("user_id"))
-        responses.append({
-            "user_id": user_id,
-            "user": users.get(user_id, user_id),
-            "status": r.get("status"),
-            "preference": pref if pref in LABEL_SET else None,
-            "rating_a": _value(values, st.RATING_A),
-            "rating_b": _value(values, st.RATING_B),
-            "corrected": (_value(values, st.CORRECTED) or "").strip() or None,
-            "comment": (_value(values, st.COMMENT) or "").strip() or None,
-            "updated_at": r.get("updated_at"),
-        })
+        responses.append(
+            {
+                "user_id": user_id,
+                "user": users.get(user_id, user_id),
+                "status": r.get("status"),
+                "preference": pref if pref in LABEL_SET else None,
+                "rating_a": _value(values, st.RATING_A),
+                "rating_b": _value(values, st.RATING_B),
+                "corrected": (_value(values, st.CORRECTED) or "").strip() or None,
+                "comment": (_value(values, st.COMMENT) or "").strip() or None,
+                "updated_at": r.get("updated_at"),
+            }
+        )
     return {
         "id": str(raw.get("external_id") or raw.get("id")),
         "server_id": str(raw.get("id")),

@@ -72,15 +72,19 @@ def _record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_v
     suggestions = []
     label = pr.judge_label(pair)
     if label is not None:
-        suggestions.append(rg.Suggestion(st.PREFERENCE, label, score=pr.judge_score(pair), agent=agent,
-                                         type="model"))
+        suggestions.append(
+            rg.Suggestion(st.PREFERENCE, label, score=pr.judge_score(pair), agent=agent, type="model")
+        )
     for question, pos in ((st.RATING_A, a), (st.RATING_B, b)):
         if pair["ratings"][pos] is not None:
             suggestions.append(rg.Suggestion(question, pair["ratings"][pos], agent=agent, type="model"))
     record = rg.Record(
         id=pair["id"],
-        fields={st.PROMPT: pair["messages"], st.RESPONSE_A: pair["responses"][a],
-                st.RESPONSE_B: pair["responses"][b]},
+        fields={
+            st.PROMPT: pair["messages"],
+            st.RESPONSE_A: pair["responses"][a],
+            st.RESPONSE_B: pair["responses"][b],
+        },
         metadata={k: v for k, v in pr.record_metadata(pair).items() if k in metadata},
         suggestions=suggestions,
         vectors={st.VECTOR: pair["embedding"]} if has_vector and pair["embedding"] else None,
@@ -93,8 +97,9 @@ _POSITION = re.compile(r"Record at position (\d+) is not valid because (.*?)(?:\
 _ITEM_LOC = re.compile(r"\"items\",\s*(\d+)")
 
 
-def _send(client: rg.Argilla, dataset: rg.Dataset, batch: list[tuple[dict, rg.Record]],
-          quarantined: list[dict]) -> int:
+def _send(
+    client: rg.Argilla, dataset: rg.Dataset, batch: list[tuple[dict, rg.Record]], quarantined: list[dict]
+) -> int:
     """Upsert a batch; a rejected record is quarantined with the server's reason and the rest retried."""
     pending = list(batch)
     sent = 0
@@ -109,15 +114,27 @@ def _send(client: rg.Argilla, dataset: rg.Dataset, batch: list[tuple[dict, rg.Re
                 idx = int(match.group(1))
                 reason = match.group(2) if match.re is _POSITION else text
                 pair, _ = pending.pop(idx)
-                quarantined.append({"row": pair["row"], "id": pair["id"], "reason": f"server rejected: {reason}",
-                                    "stage": "server"})
+                quarantined.append(
+                    {
+                        "row": pair["row"],
+                        "id": pair["id"],
+                        "reason": f"server rejected: {reason}",
+                        "stage": "server",
+                    }
+                )
                 continue
             if exc.status_code not in (400, 422):
                 raise
             if len(pending) == 1:
                 pair, _ = pending.pop()
-                quarantined.append({"row": pair["row"], "id": pair["id"], "reason": f"server rejected: {text}",
-                                    "stage": "server"})
+                quarantined.append(
+                    {
+                        "row": pair["row"],
+                        "id": pair["id"],
+                        "reason": f"server rejected: {text}",
+                        "stage": "server",
+                    }
+                )
                 return sent
             half = len(pending) // 2  # the server did not say which record: bisect
             sent += _send(client, dataset, pending[:half], quarantined)
@@ -125,8 +142,9 @@ def _send(client: rg.Argilla, dataset: rg.Dataset, batch: list[tuple[dict, rg.Re
     return sent
 
 
-def ensure_dataset(client: rg.Argilla, name: str, workspace: str, spec: dict[str, Any],
-                   update_settings: bool) -> tuple[rg.Dataset, list[str]]:
+def ensure_dataset(
+    client: rg.Argilla, name: str, workspace: str, spec: dict[str, Any], update_settings: bool
+) -> tuple[rg.Dataset, list[str]]:
     """The dataset with the wanted settings: created, checked, or (when asked) updated. Returns changes made."""
     ws = rc.get_workspace(client, workspace, create=True)
     dataset = rc.get_dataset(client, name, workspace)
@@ -142,13 +160,17 @@ def ensure_dataset(client: rg.Argilla, name: str, workspace: str, spec: dict[str
         return dataset, []
     unfixable = [d for d in diffs if d not in fixable]
     if not update_settings or unfixable:
-        hint = ("these cannot be changed once a dataset has records: push to a new --dataset name"
-                if unfixable and update_settings else
-                "re-run with --update-settings to apply them" if not unfixable else
-                "push to a new --dataset name (fields and questions cannot change once records exist)")
+        hint = (
+            "these cannot be changed once a dataset has records: push to a new --dataset name"
+            if unfixable and update_settings
+            else "re-run with --update-settings to apply them"
+            if not unfixable
+            else "push to a new --dataset name (fields and questions cannot change once records exist)"
+        )
         raise rc.ReviewError(
             f"dataset '{name}' in workspace '{workspace}' exists with different settings:\n  - "
-            + "\n  - ".join(unfixable or diffs) + f"\n{hint}"
+            + "\n  - ".join(unfixable or diffs)
+            + f"\n{hint}"
         )
     wanted = st.to_rg_settings(spec, client)
     for prop in wanted.metadata:
@@ -182,7 +204,7 @@ def _rows(path: Path) -> dict[str, int]:
     except (OSError, ValueError):
         splits = None
     out: dict[str, int] = {}
-    for split, where in ([(s, path / s) for s in splits] if splits is not None else [("train", path)]):
+    for split, where in [(s, path / s) for s in splits] if splits is not None else [("train", path)]:
         try:
             out[split] = load_from_disk(str(where)).num_rows
         except Exception:  # noqa: BLE001 - provenance is best effort; a missing count is shown as n/a
@@ -191,8 +213,11 @@ def _rows(path: Path) -> dict[str, int]:
 
 
 def _is_stage_dir(path: Path) -> bool:
-    return path.is_dir() and _PREFIX.sub("", path.name) in STAGE_ORDER and (
-        (path / "stats.json").exists() or (path / "dataset_dict.json").exists())
+    return (
+        path.is_dir()
+        and _PREFIX.sub("", path.name) in STAGE_ORDER
+        and ((path / "stats.json").exists() or (path / "dataset_dict.json").exists())
+    )
 
 
 def run_source(cfg: Config, ds: Dataset) -> Path | None:
@@ -223,7 +248,12 @@ def collect_stages(source: Path | str | None) -> list[dict[str, Any]]:
         if path in seen or not path.is_dir() or len(seen) > 20:
             continue
         stats = load_stats(path)
-        seen[path] = {"stage": _stage_name(path, stats), "path": str(path), "rows": _rows(path), "stats": stats}
+        seen[path] = {
+            "stage": _stage_name(path, stats),
+            "path": str(path),
+            "rows": _rows(path),
+            "stats": stats,
+        }
         for key in _LINK_KEYS:
             link = stats.get(key)
             if isinstance(link, str) and link:
@@ -243,8 +273,14 @@ def _write_quarantine(path: Path, rows: list[dict]) -> None:
     with tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
             data = {k: v for k, v in (row.get("data") or {}).items() if k != "embedding"}
-            fh.write(json.dumps({**{k: v for k, v in row.items() if k != "data"}, "data": data},
-                                ensure_ascii=False, default=str) + "\n")
+            fh.write(
+                json.dumps(
+                    {**{k: v for k, v in row.items() if k != "data"}, "data": data},
+                    ensure_ascii=False,
+                    default=str,
+                )
+                + "\n"
+            )
     tmp.replace(path)
 
 
@@ -252,8 +288,9 @@ def _reasons(rejected: list[dict]) -> dict[str, int]:
     return dict(Counter(r["reason"].split(" (")[0].split(":")[0] for r in rejected))
 
 
-def _record_provenance(client: rg.Argilla, dataset: rg.Dataset, entry: dict[str, Any],
-                       replace_last: bool = False) -> None:
+def _record_provenance(
+    client: rg.Argilla, dataset: rg.Dataset, entry: dict[str, Any], replace_last: bool = False
+) -> None:
     """Append this push to the dataset's server-side metadata, where export reads it for the card."""
     meta = rc.dataset_metadata(client, dataset)
     block = dict(meta.get(PROVENANCE_KEY) or {})
@@ -266,8 +303,12 @@ def _record_provenance(client: rg.Argilla, dataset: rg.Dataset, entry: dict[str,
 
 def _models(ds: Dataset) -> dict[str, list[str]]:
     out: dict[str, set[str]] = {}
-    for column, key in (("generation_models", "generators"), ("generator_model", "instruction_generators"),
-                        ("judge_model", "judges"), ("scorer_model", "scorers")):
+    for column, key in (
+        ("generation_models", "generators"),
+        ("generator_model", "instruction_generators"),
+        ("judge_model", "judges"),
+        ("scorer_model", "scorers"),
+    ):
         if column not in ds.column_names:
             continue
         values: set[str] = set()
@@ -308,25 +349,43 @@ def push(
         "source": str(Path(provenance_source).resolve()) if provenance_source else None,
         "stages": collect_stages(provenance_source),
         "models": _models(ds),
-        "push": {"input_rows": len(ds), "pairs": len(pairs), "already_present": len(pairs) - len(todo),
-                 "created": len(todo), "rejected": len(rejected),
-                 "rejected_reasons": _reasons(rejected), "min_submitted": cfg.review.min_submitted,
-                 "seed": cfg.review.seed},
+        "push": {
+            "input_rows": len(ds),
+            "pairs": len(pairs),
+            "already_present": len(pairs) - len(todo),
+            "created": len(todo),
+            "rejected": len(rejected),
+            "rejected_reasons": _reasons(rejected),
+            "min_submitted": cfg.review.min_submitted,
+            "seed": cfg.review.seed,
+        },
     }
     if todo or "created" in changes:
         _record_provenance(client, rg_dataset, entry)
     quarantined: list[dict] = []
     created = 0
     batch_size = max(1, min(cfg.review.batch_size, MAX_BATCH))
-    chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def send(chunk: list[dict]) -> int:
-        return _send(client, rg_dataset, [(p, _record(p, rg_dataset, metadata, has_vector)) for p in chunk],
-                     quarantined)
+        return _send(
+            client,
+            rg_dataset,
+            [(p, _record(p, rg_dataset, metadata, has_vector)) for p in chunk],
+            quarantined,
+        )
 
-    with Progress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress or not todo, transient=True) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, cfg.review.concurrency)) as pool:
+    with (
+        Progress(
+            TextColumn("pushing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=not progress or not todo,
+            transient=True,
+        ) as bar,
+        ThreadPoolExecutor(max_workers=max(1, cfg.review.concurrency)) as pool,
+    ):
         task = bar.add_task("push", total=len(todo))
         # A few batches in flight: the server parses and validates one while it commits another.
         for chunk, sent in zip(chunks, pool.map(send, chunks)):

@@ -12,7 +12,13 @@ import argilla as rg
 
 # Names are a contract between push, pull/export, status and the tests.
 PROMPT, RESPONSE_A, RESPONSE_B = "prompt", "response_a", "response_b"
-PREFERENCE, RATING_A, RATING_B, CORRECTED, COMMENT = "preference", "rating_a", "rating_b", "corrected", "comment"
+PREFERENCE, RATING_A, RATING_B, CORRECTED, COMMENT = (
+    "preference",
+    "rating_a",
+    "rating_b",
+    "corrected",
+    "comment",
+)
 VECTOR = "prompt_embedding"
 LABELS = {"A": "Response A is better", "B": "Response B is better", "tie": "Tie: equally good or equally bad"}
 RATING_VALUES = [1, 2, 3, 4, 5]
@@ -74,14 +80,29 @@ def build_spec(
             RESPONSE_B: {"type": "text", "required": True, "title": "Response B"},
         },
         "questions": {
-            PREFERENCE: {"type": "label_selection", "labels": list(LABELS), "required": True,
-                         "title": "Which response is better?"},
-            RATING_A: {"type": "rating", "values": RATING_VALUES, "required": False,
-                       "title": "Quality of response A (1-5)"},
-            RATING_B: {"type": "rating", "values": RATING_VALUES, "required": False,
-                       "title": "Quality of response B (1-5)"},
-            CORRECTED: {"type": "text", "required": False,
-                        "title": "Corrected version of the better response (optional)"},
+            PREFERENCE: {
+                "type": "label_selection",
+                "labels": list(LABELS),
+                "required": True,
+                "title": "Which response is better?",
+            },
+            RATING_A: {
+                "type": "rating",
+                "values": RATING_VALUES,
+                "required": False,
+                "title": "Quality of response A (1-5)",
+            },
+            RATING_B: {
+                "type": "rating",
+                "values": RATING_VALUES,
+                "required": False,
+                "title": "Quality of response B (1-5)",
+            },
+            CORRECTED: {
+                "type": "text",
+                "required": False,
+                "title": "Corrected version of the better response (optional)",
+            },
             COMMENT: {"type": "text", "required": False, "title": "Comment (optional)"},
         },
         "metadata": {
@@ -89,7 +110,9 @@ def build_spec(
             for name, (kind, title, visible) in METADATA.items()
             if name in names
         },
-        "vectors": {VECTOR: {"dimensions": int(vector_dim), "title": "Prompt embedding"}} if vector_dim else {},
+        "vectors": {VECTOR: {"dimensions": int(vector_dim), "title": "Prompt embedding"}}
+        if vector_dim
+        else {},
         "distribution": {"min_submitted": int(min_submitted)},
         "guidelines": guidelines,
     }
@@ -102,26 +125,41 @@ def to_rg_settings(spec: dict[str, Any], client: rg.Argilla) -> rg.Settings:
         if f["type"] == "chat":
             fields.append(rg.ChatField(name, title=f["title"], required=f["required"], _client=client))
         else:
-            fields.append(rg.TextField(name, title=f["title"], required=f["required"], use_markdown=True,
-                                       client=client))
+            fields.append(
+                rg.TextField(name, title=f["title"], required=f["required"], use_markdown=True, client=client)
+            )
     questions: list[Any] = []
     for name, q in spec["questions"].items():
         if q["type"] == "label_selection":
             labels = {k: LABELS.get(k, k) for k in q["labels"]}
-            questions.append(rg.LabelQuestion(name, labels=labels, title=q["title"], required=q["required"],
-                                              client=client))
+            questions.append(
+                rg.LabelQuestion(name, labels=labels, title=q["title"], required=q["required"], client=client)
+            )
         elif q["type"] == "rating":
-            questions.append(rg.RatingQuestion(name, values=q["values"], title=q["title"],
-                                               required=q["required"], client=client))
+            questions.append(
+                rg.RatingQuestion(
+                    name, values=q["values"], title=q["title"], required=q["required"], client=client
+                )
+            )
         else:
-            questions.append(rg.TextQuestion(name, title=q["title"], required=q["required"], use_markdown=True,
-                                             client=client))
-    kinds = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
-             "terms": rg.TermsMetadataProperty}
-    metadata = [kinds[m["type"]](name, title=m["title"], visible_for_annotators=m["visible"], client=client)
-                for name, m in spec["metadata"].items()]
-    vectors = [rg.VectorField(name, dimensions=v["dimensions"], title=v["title"], _client=client)
-               for name, v in spec["vectors"].items()]
+            questions.append(
+                rg.TextQuestion(
+                    name, title=q["title"], required=q["required"], use_markdown=True, client=client
+                )
+            )
+    kinds = {
+        "float": rg.FloatMetadataProperty,
+        "integer": rg.IntegerMetadataProperty,
+        "terms": rg.TermsMetadataProperty,
+    }
+    metadata = [
+        kinds[m["type"]](name, title=m["title"], visible_for_annotators=m["visible"], client=client)
+        for name, m in spec["metadata"].items()
+    ]
+    vectors = [
+        rg.VectorField(name, dimensions=v["dimensions"], title=v["title"], _client=client)
+        for name, v in spec["vectors"].items()
+    ]
     return rg.Settings(
         fields=fields,
         questions=questions,
@@ -143,7 +181,9 @@ def spec_of(settings: rg.Settings) -> dict[str, Any]:
             entry["values"] = list(q.values)
         questions[q.name] = entry
     return {
-        "fields": {f.name: {"type": f.type, "required": f.required, "title": f.title} for f in settings.fields},
+        "fields": {
+            f.name: {"type": f.type, "required": f.required, "title": f.title} for f in settings.fields
+        },
         "questions": questions,
         "metadata": {
             m.name: {"type": m._model.type, "visible": bool(m.visible_for_annotators), "title": m.title}
@@ -172,10 +212,14 @@ def diff_specs(current: dict[str, Any], wanted: dict[str, Any]) -> tuple[list[st
                 continue
             for key in ("type", "required", "labels", "values"):
                 if key in w and c.get(key) != w[key]:
-                    diffs.append(f"{kind[:-1]} '{name}': {key} is {c.get(key)!r} on the server, {w[key]!r} wanted")
+                    diffs.append(
+                        f"{kind[:-1]} '{name}': {key} is {c.get(key)!r} on the server, {w[key]!r} wanted"
+                    )
         for name in cur.keys() - want.keys():
             if cur[name].get("required"):
-                diffs.append(f"{kind[:-1]} '{name}' exists on the server (required) but is not part of this push")
+                diffs.append(
+                    f"{kind[:-1]} '{name}' exists on the server (required) but is not part of this push"
+                )
     for name, w in wanted["metadata"].items():
         c = current["metadata"].get(name)
         if c is None:
@@ -183,7 +227,9 @@ def diff_specs(current: dict[str, Any], wanted: dict[str, Any]) -> tuple[list[st
             diffs.append(msg)
             fixable.append(msg)
         elif c["type"] != w["type"]:
-            diffs.append(f"metadata property '{name}': type is {c['type']!r} on the server, {w['type']!r} wanted")
+            diffs.append(
+                f"metadata property '{name}': type is {c['type']!r} on the server, {w['type']!r} wanted"
+            )
     for name, w in wanted["vectors"].items():
         c = current["vectors"].get(name)
         if c is None:
@@ -196,8 +242,10 @@ def diff_specs(current: dict[str, Any], wanted: dict[str, Any]) -> tuple[list[st
                 "(a different embedding model?)"
             )
     if current["distribution"] != wanted["distribution"]:
-        msg = (f"task distribution: min_submitted is {current['distribution']['min_submitted']} on the server, "
-               f"{wanted['distribution']['min_submitted']} wanted")
+        msg = (
+            f"task distribution: min_submitted is {current['distribution']['min_submitted']} on the server, "
+            f"{wanted['distribution']['min_submitted']} wanted"
+        )
         diffs.append(msg)
         fixable.append(msg)
     if (current["guidelines"] or "").strip() != (wanted["guidelines"] or "").strip():

@@ -111,7 +111,9 @@ def quality_scores(
     return [[next(values) for _ in rs] for rs in responses]
 
 
-def fit(better: np.ndarray, worse: np.ndarray, c: float = 1.0, weight: np.ndarray | None = None) -> np.ndarray:
+def fit(
+    better: np.ndarray, worse: np.ndarray, c: float = 1.0, weight: np.ndarray | None = None
+) -> np.ndarray:
     """Bradley-Terry weights: P(a beats b) = sigmoid(w . (f_a - f_b)), fitted symmetrically, no intercept;
     `weight` optionally weighs each pair (e.g. to give every training source the same total weight)."""
     from sklearn.linear_model import LogisticRegression

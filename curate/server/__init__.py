@@ -44,7 +44,9 @@ def ensure_server(cfg: Config) -> tuple[str, str]:
         raise ConfigError(f"could not start the embedded Argilla: {exc}") from exc
     if info.started:
         console = Console(stderr=True)
-        console.print(f"started the embedded Argilla at [bold]{info.url}[/] (data: {info.data_dir})", highlight=False)
+        console.print(
+            f"started the embedded Argilla at [bold]{info.url}[/] (data: {info.data_dir})", highlight=False
+        )
         if info.first_start:
             print_credentials(info, console)
     return info.url, info.api_key

@@ -63,17 +63,22 @@ async def reindex_if_needed() -> list[str]:
     from curate.server.search_engine import SQLiteSearchEngine, _connect
 
     conn = _connect()
-    indexed = dict(conn.execute(
-        "SELECT d.id, (SELECT COUNT(*) FROM records r WHERE r.ds = d.ds) FROM datasets d").fetchall())
+    indexed = dict(
+        conn.execute(
+            "SELECT d.id, (SELECT COUNT(*) FROM records r WHERE r.ds = d.ds) FROM datasets d"
+        ).fetchall()
+    )
     engine, rebuilt = SQLiteSearchEngine(), []
     try:
         async with AsyncSessionLocal() as db:
-            counts = (await db.execute(
-                select(Dataset.id, Dataset.name, func.count(Record.id))
-                .outerjoin(Record, Record.dataset_id == Dataset.id)
-                .where(Dataset.status == DatasetStatus.ready)
-                .group_by(Dataset.id)
-            )).all()
+            counts = (
+                await db.execute(
+                    select(Dataset.id, Dataset.name, func.count(Record.id))
+                    .outerjoin(Record, Record.dataset_id == Dataset.id)
+                    .where(Dataset.status == DatasetStatus.ready)
+                    .group_by(Dataset.id)
+                )
+            ).all()
             for dataset_id, name, n in counts:
                 if indexed.get(str(dataset_id)) == n:
                     continue

