@@ -27,7 +27,7 @@ from datasets import Dataset
 from scipy.stats import spearmanr
 
 from curate.config import Config, DedupConfig, EmbeddingConfig
-from curate.dedup import compared_texts, normalize_text
+from curate.stages.dedup import compared_texts, normalize_text
 from curate.models import encode, encoder_name
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from scoring_validity import DATA, PANDALM, agreement, gpt_agreement, pandalm  # the same items and measure
 
 from curate.scoring import head
-from curate.scoring.prompts import join_instruction
+from curate.rows import join_input
 
 FAILURES = ("offtopic", "truncated", "loop", "parrot", "run-on")
 SMALL_MODEL_PAIRS = 0  # the shipped head's training mix: no small-model pairs
@@ -110,7 +110,7 @@ def response_pool() -> list[tuple[str, str]]:
     """(instruction, reference response) of the Alpaca demo and LIMA single-turn rows of 8+ words."""
     alpaca = json.loads((DATA / "instructions/alpaca/alpaca_en_demo.json").read_text("utf-8"))
     lima = json.loads((DATA / "instructions/lima/lima_llamafactory.json").read_text("utf-8"))
-    pool = [(join_instruction(r["instruction"], r.get("input")), r["output"]) for r in alpaca]
+    pool = [(join_input(r["instruction"], r.get("input")), r["output"]) for r in alpaca]
     pool += [(r["instruction"], r["output"]) for r in lima if not r.get("history")]
     return [p for p in pool if len(p[1].split()) >= 8]
 
@@ -168,7 +168,7 @@ def gpt4_pairs(groups: list[int] | None = None) -> list[tuple[str, str, str]]:
     import subprocess
     import zipfile
 
-    from curate.dedup import normalize_text
+    from curate.stages.dedup import normalize_text
 
     spec, name, digest = ALPACA_EVAL
     wheel = CACHE / name
@@ -188,7 +188,7 @@ def gpt4_pairs(groups: list[int] | None = None) -> list[tuple[str, str, str]]:
         a, b, key = str(r["output_1"]), str(r["output_2"]), normalize_text(r["instruction"])
         if r["preference"] not in (1, 2) or normalize_text(a) == normalize_text(b) or key in held_out:
             continue
-        q = join_instruction(r["instruction"], r.get("input") or None)
+        q = join_input(r["instruction"], r.get("input") or None)
         out.append((q, a, b) if r["preference"] == 1 else (q, b, a))
         if groups is not None:
             groups.append(number.setdefault(key, len(number)))

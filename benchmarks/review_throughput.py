@@ -101,10 +101,10 @@ def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
     """The baseline: same settings, same records, one `dataset.records.log` call. Returns seconds."""
     import argilla as rg
 
-    from curate.review import pairs as pr
-    from curate.review import settings as st
-    from curate.review.client import get_workspace
-    from curate.review.push import _record
+    from curate.stages.review import pairs as pr
+    from curate.stages.review import settings as st
+    from curate.stages.review.client import get_workspace
+    from curate.stages.review.push import _record
 
     pairs, _ = pr.to_pairs(ds, cfg.review.seed)
     spec = st.build_spec(pr.metadata_names(pairs), len(pairs[0]["embedding"]), cfg.review.min_submitted)
@@ -147,9 +147,9 @@ def main() -> None:
     import argilla as rg
 
     from curate.config import load_config
-    from curate.export import export
-    from curate.review.client import iter_raw_records, require_dataset
-    from curate.review.push import push
+    from curate.stages.export.export import export
+    from curate.stages.review.client import iter_raw_records, require_dataset
+    from curate.stages.review.push import push
 
     started_here = None
     if os.environ.get("ARGILLA_API_URL"):

@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from curate.config import LLMConfig, ScoreConfig
-from curate.score import _Run, complexity_llm, quality_llm
+from curate.stages.score import _Run, complexity_llm, quality_llm
 from curate.scoring.backends import LlamaCppBackend
-from curate.scoring.prompts import join_instruction
+from curate.rows import join_input
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -42,7 +42,7 @@ def rows(n: int) -> list[tuple[str, str]]:
     path = DATA / "instructions/alpaca/alpaca_en_demo.json"
     if path.exists():
         data = json.loads(path.read_text())
-        return [(join_instruction(r["instruction"], r["input"]), r["output"]) for r in data[:n]]
+        return [(join_input(r["instruction"], r["input"]), r["output"]) for r in data[:n]]
     return [
         (f"Explain topic number {i} in detail, with examples.", f"Topic {i} is ... " * 20) for i in range(n)
     ]

@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from curate.config import LLMConfig, ScoreConfig
 from curate.models import llm_name
-from curate.score import _Run, complexity_llm, quality_llm
+from curate.stages.score import _Run, complexity_llm, quality_llm
 from curate.scoring import prior
 from curate.scoring.backends import build_backend
-from curate.scoring.prompts import join_instruction
+from curate.rows import join_input
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 WIZARD = DATA / "instructions/wizardlm/WizardLM_testset_odd.jsonl"
@@ -90,7 +90,7 @@ def pandalm(limit: int | None, offset: int = 0) -> tuple[list[int], list[str], l
         # A few responses are JSON booleans (`true`): score their text as written.
         pair = [str(r["response1"]), str(r["response2"])]
         idx.append(r["idx"])
-        questions.append(join_instruction(str(r["instruction"]), str(r["input"]) if r["input"] else None))
+        questions.append(join_input(str(r["instruction"]), str(r["input"]) if r["input"] else None))
         pairs.append(pair)
         winner.append(label)
     end = offset + limit if limit else None
@@ -183,9 +183,9 @@ def reference_stats(sc: ScoreConfig, only: list[str] | None) -> None:
     oasst = [
         json.loads(line) for line in (DATA / "instructions/oasst/en_100_text.jsonl").read_text().splitlines()
     ]
-    ins = [join_instruction(r["instruction"], r["input"]) for r in alpaca[:50]]
+    ins = [join_input(r["instruction"], r["input"]) for r in alpaca[:50]]
     ins += [r["instruction"] for r in lima[:50]] + [str(t) for t in oasst[:50]]
-    sft = [(join_instruction(r["instruction"], r["input"]), r["output"]) for r in alpaca[100:180]]
+    sft = [(join_input(r["instruction"], r["input"]), r["output"]) for r in alpaca[100:180]]
     sft += [(r["instruction"], r["output"]) for r in lima[100:120]]
     print(
         f"# reference data: {len(ins)} instructions (Alpaca demo 0-49, LIMA single-turn 0-49, OASST en_100 "

@@ -19,6 +19,7 @@ from rich.syntax import Syntax
 
 from curate.config import Config, ConfigError, config_template, dump_config, load_config
 from curate.io import InputError
+from curate.stages import StageFn, StageResult
 from curate.server.cli import app as server_app
 
 console = Console(stderr=True)
@@ -58,6 +59,26 @@ def _fail(message: str, code: int = 1) -> None:
 def _overrides(**sections: dict) -> dict:
     """Drop unset CLI options so that they don't override the config file."""
     return {name: {k: v for k, v in values.items() if v is not None} for name, values in sections.items()}
+
+
+def _stage_command(
+    fn: StageFn, cfg: Config, input: Path | None, output: Path | None, headline: str, required: bool = True
+) -> StageResult | None:
+    """A stage's CLI command: read `input`, run the stage function `curate run` runs, write `output`.
+
+    `headline` may name {n} (rows kept), {output} and any split ({removed}, {rejected}) as a count."""
+    from curate.io import read_rows, write_stage
+
+    def go() -> StageResult:
+        ds = read_rows(input) if input is not None or required else None
+        result = fn(cfg, ds, source=input)
+        if output is not None:
+            write_stage(output, result)
+        counts = {name: len(split) for name, split in result.splits.items()}
+        _print_stats(headline.format(n=result.rows_out, output=output, **counts), result.stats)
+        return result
+
+    return _run_stage(go)
 
 
 def _run_stage(fn):
@@ -114,15 +135,9 @@ def generate_instructions(
     gen = {k: v for k, v in {"resume": resume, "ray": ray}.items() if v is not None}
     cfg = _load(config, {"generate": gen | {"instructions": instr}})
 
-    def go():
-        from curate.io import write_dataset
-        from pipelines.instructions import generate_instructions as run
+    from curate.stages import generate
 
-        ds, stats = run(cfg, input_path=input)
-        write_dataset(output, ds, stats)
-        _print_stats(f"{len(ds)} instructions -> {output}", stats)
-
-    _run_stage(go)
+    _stage_command(generate.instructions, cfg, input, output, "{n} instructions -> {output}", required=False)
 
 
 @generate_app.command("preferences")
@@ -148,15 +163,9 @@ def generate_preferences(
     gen = {k: v for k, v in {"resume": resume, "ray": ray}.items() if v is not None}
     cfg = _load(config, {"generate": gen | {"preferences": prefs}})
 
-    def go():
-        from curate.io import read_rows, write_dataset
-        from pipelines.preferences import generate_preferences as run
+    from curate.stages import generate
 
-        ds, stats = run(cfg, read_rows(input, required=("instruction",)), source=input)
-        write_dataset(output, ds, stats)
-        _print_stats(f"{len(ds)} preference rows -> {output}", stats)
-
-    _run_stage(go)
+    _stage_command(generate.preferences, cfg, input, output, "{n} preference rows -> {output}")
 
 
 @app.command("dedup")
@@ -185,8 +194,8 @@ def dedup(
     cfg = _load(config, _overrides(dedup=opts))
 
     def go():
-        from curate.dedup import dedup as run
         from curate.io import read_rows, write_dataset
+        from curate.stages.dedup import dedup as run
 
         kept, removed, stats = run(read_rows(input), cfg.dedup, cfg.embeddings, source=input)
         write_dataset(output, {"train": kept, "removed": removed}, stats)
@@ -205,15 +214,9 @@ def score(
     """Deita complexity and quality scores (expected value over '1'..'6' from the model's logits)."""
     cfg = _load(config, _overrides(score={"method": method}))
 
-    def go():
-        from curate.io import read_rows, write_dataset
-        from curate.score import score as run
+    from curate.stages import score as stage
 
-        ds, stats = run(read_rows(input), cfg, source=input)
-        write_dataset(output, ds, stats)
-        _print_stats(f"scored {len(ds)} rows -> {output}", stats)
-
-    _run_stage(go)
+    _stage_command(stage.run, cfg, input, output, "scored {n} rows -> {output}")
 
 
 @app.command("select")
@@ -229,15 +232,9 @@ def select(
     """Deita's diversity-aware selection: best score first, skip rows too similar to those kept."""
     cfg = _load(config, _overrides(select={"budget": budget, "diversity_threshold": diversity_threshold}))
 
-    def go():
-        from curate.io import read_rows, write_dataset
-        from curate.select import select as run
+    from curate.stages import select as stage
 
-        selected, rejected, stats = run(read_rows(input), cfg.select, cfg.embeddings, source=input)
-        write_dataset(output, {"train": selected, "rejected": rejected}, stats)
-        _print_stats(f"selected {len(selected)} of {len(selected) + len(rejected)} -> {output}", stats)
-
-    _run_stage(go)
+    _stage_command(stage.run, cfg, input, output, "selected {n}, rejected {rejected} -> {output}")
 
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Argilla dataset name (default: argilla.dataset).")
@@ -246,7 +243,7 @@ WorkspaceOpt = typer.Option(None, "--workspace", "-w", help="Argilla workspace (
 
 def _review_stage(fn):
     """Like _run_stage, plus review errors (server refusal, settings clash) as clean exits."""
-    from curate.review.client import ReviewError
+    from curate.stages.review.client import ReviewError
 
     def go():
         try:
@@ -287,27 +284,21 @@ def push(
                 "seed": seed,
                 "batch_size": batch_size,
                 "vectors": vectors,
+                "quarantine": quarantine,
             },
         ),
     )
 
-    def go():
-        from curate.io import read_rows
-        from curate.review.push import push as run
+    from curate.stages.review import push as stage
 
-        stats = run(
-            read_rows(input),
-            cfg,
-            cfg.argilla.dataset,
-            cfg.argilla.workspace,
-            source=input,
-            quarantine=quarantine,
-        )
-        _print_stats(
-            f"{stats['created']} new, {stats['already_present']} already there, {stats['rejected']} "
-            f"quarantined -> {cfg.argilla.workspace}/{cfg.argilla.dataset} at {stats['api_url']}",
-            stats,
-        )
+    def go() -> None:
+        result = _stage_command(stage.run, cfg, input, None, "{n} records pushed")
+        if result is not None:
+            st = result.stats
+            console.print(
+                f"{st['created']} new, {st['already_present']} already there, {st['rejected']} quarantined -> "
+                f"{cfg.argilla.workspace}/{cfg.argilla.dataset} at {st['api_url']}"
+            )
 
     _review_stage(go)
 
@@ -325,7 +316,7 @@ def status(
     def go():
         from rich.table import Table
 
-        from curate.review.status import review_status
+        from curate.stages.review.status import review_status
 
         st = review_status(cfg, cfg.argilla.dataset, cfg.argilla.workspace)
         if as_json:
@@ -404,7 +395,7 @@ def export(
     )
 
     def go():
-        from curate.export import export as run
+        from curate.stages.export.export import export as run
 
         summary = run(
             cfg, cfg.argilla.dataset, cfg.argilla.workspace, output, to_hub=to_hub, overwrite=overwrite
@@ -468,14 +459,16 @@ def run(
         from curate.report import write_report
 
         console.print(f"report: [bold]{write_report(run_dir)}[/]")
-    if "06-push" in manifest["stages"]:
+    if stage_named("push").name in manifest["stages"]:
         _print_review_instructions(cfg, run_dir)
 
 
 def _print_review_instructions(cfg: Config, run_dir: Path) -> None:
     """Where to review, how to log in, and what to run next."""
-    stats_file = run_dir / "06-push" / "stats.json"
-    push = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    from curate.io import load_stats
+    from curate.run import EXPORT_DIR, stage_named
+
+    push = load_stats(run_dir / stage_named("push").name)
     url = push.get("url") or cfg.argilla.api_url
     lines = [
         f"Review the records in Argilla: [bold]{url or '(see `curate server status`)'}[/]",
@@ -494,7 +487,7 @@ def _print_review_instructions(cfg: Config, run_dir: Path) -> None:
             f"--workspace {cfg.argilla.workspace}"
         )
     lines.append(
-        f"then export: curate export --dataset {cfg.argilla.dataset} --output {run_dir / '07-export'}"
+        f"then export: curate export --dataset {cfg.argilla.dataset} --output {run_dir / EXPORT_DIR}"
     )
     from rich.panel import Panel
 
@@ -515,8 +508,10 @@ def report(
     for path in (run_dir, export_dir):
         if path is not None and not path.is_dir():
             _fail(f"{path}: no such directory")
-    if export_dir is None and run_dir is not None and (run_dir / "07-export").is_dir():
-        export_dir = run_dir / "07-export"
+    from curate.run import EXPORT_DIR
+
+    if export_dir is None and run_dir is not None and (run_dir / EXPORT_DIR).is_dir():
+        export_dir = run_dir / EXPORT_DIR
     console.print(f"report: [bold]{write_report(run_dir, export_dir, output)}[/]")
 
 

@@ -168,6 +168,9 @@ class ReviewConfig(Section):
     )
     vectors: bool = Field(True, description="Add the prompt embedding as a vector field ('find similar').")
     concurrency: int = Field(2, description="Upsert batches in flight at once during a push.")
+    quarantine: Path | None = Field(
+        None, description="Where rows the push rejects go, as jsonl (default: in the run directory)."
+    )
 
 
 class ExportConfig(Section):

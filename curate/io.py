@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from datasets import Dataset, DatasetDict, Features, load_from_disk
+
+if TYPE_CHECKING:
+    from curate.stages import StageResult
 
 MAIN_SPLIT = "train"
 READABLE = (".jsonl", ".json", ".parquet", ".csv")
@@ -31,15 +35,6 @@ class InputError(ValueError):
         where = f"{path}" + (f":{line}" if line is not None else "")
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{message}")
-
-
-def stable_id(*parts: Any) -> str:
-    """A content hash: the same content always gets the same id, across runs and machines."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(json.dumps(part, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
-        h.update(b"\x1f")
-    return h.hexdigest()[:16]
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -209,6 +204,43 @@ def atomic_dir(out: Path | str) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def jsonable(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf) as None, so that it is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    """Write strict JSON atomically (a temporary sibling renamed into place): never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(
+        json.dumps(jsonable(data), indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    tmp.replace(path)
+    return path
+
+
+def _write_empty_shard(split_dir: Path, ds: Dataset) -> None:
+    """Give an empty split one empty arrow shard, where `datasets` wrote none (datasets 5.0.x does so,
+    and then its own load_from_disk fails on the split): plain load_from_disk opens every split."""
+    state_file = split_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    if state.get("_data_files"):
+        return
+    name = "data-00000-of-00001.arrow"
+    with pa.OSFile(str(split_dir / name), "wb") as sink, pa.ipc.new_stream(sink, ds.data.table.schema):
+        pass
+    state["_data_files"] = [{"filename": name}]
+    state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
+
+
 def write_dataset(
     out: Path | str,
     data: Dataset | Mapping[str, Dataset],
@@ -217,10 +249,18 @@ def write_dataset(
     """Write a stage output atomically: save_to_disk, a parquet copy per split, and stats.json."""
     splits = DatasetDict({MAIN_SPLIT: data} if isinstance(data, Dataset) else dict(data))
     with atomic_dir(out) as tmp:
-        splits.save_to_disk(str(tmp))
-        (tmp / "parquet").mkdir()
+        if splits:
+            splits.save_to_disk(str(tmp))
+            (tmp / "parquet").mkdir()
         for name, ds in splits.items():
+            if len(ds) == 0:
+                _write_empty_shard(tmp / name, ds)
             ds.to_parquet(str(tmp / "parquet" / f"{name}.parquet"))
         if stats is not None:
-            (tmp / "stats.json").write_text(json.dumps(stats, indent=2, default=str) + "\n")
+            write_json(tmp / "stats.json", stats)
     return Path(out)
+
+
+def write_stage(out: Path | str, result: StageResult) -> Path:
+    """Write a stage's result under `out` (its splits and stats.json), atomically."""
+    return write_dataset(out, result.splits, result.stats)

@@ -20,10 +20,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
-
 from curate.config import Config, dump_config
-from curate.io import InputError, read_rows, stable_id, write_dataset
+from curate.io import InputError, read_rows, write_json, write_stage
+from curate.rows import stable_id
+from curate.stages import StageFn, dedup, generate, score, select
+from curate.stages.review import push
 
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (
@@ -47,7 +48,7 @@ class EmptyStageError(InputError):
         drops = {k: v for k, v in stats.items() if k.startswith("dropped_") and v}
         why = ", ".join(f"{k.removeprefix('dropped_').replace('_', ' ')}: {v}" for k, v in drops.items())
         hint = ""
-        if stage.name == "01-instructions":
+        if stage is STAGES[0]:
             hint = (
                 "; a small LLM rarely writes instructions these filters accept: try "
                 "generate.instructions.method: magpie, or a stronger `llm`"
@@ -59,82 +60,35 @@ class EmptyStageError(InputError):
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the loop: reads the previous stage's output, writes its own."""
+    """One row of the stage table: where the stage writes, what invalidates it, and its function."""
 
-    name: str  # directory name, e.g. "03-dedup"
+    name: str  # directory name under the run, e.g. "03-dedup"
     sections: tuple[str, ...]  # config sections whose change invalidates this stage
-    run: Callable[[Config, Dataset | None, Path], dict[str, Any]]  # returns stats incl. rows_out
+    run: StageFn
+
+    @property
+    def short(self) -> str:
+        """The stage's short name, as `--force` and `--until` take it (e.g. `dedup`)."""
+        return self.name.split("-", 1)[1]
 
 
-def _instructions(cfg: Config, _: Dataset | None, out: Path) -> dict[str, Any]:
-    from pipelines.instructions import generate_instructions
-
-    ds, stats = generate_instructions(cfg)
-    write_dataset(out, ds, stats)
-    return {"rows_in": None, "rows_out": len(ds), **stats}
-
-
-def _preferences(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
-    from pipelines.preferences import generate_preferences
-
-    assert ds is not None
-    result, stats = generate_preferences(cfg, ds)
-    write_dataset(out, result, stats)
-    return {"rows_in": len(ds), "rows_out": len(result), **stats}
-
-
-def _dedup(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
-    from curate.dedup import dedup
-
-    assert ds is not None
-    kept, removed, stats = dedup(ds, cfg.dedup, cfg.embeddings, source=out)
-    write_dataset(out, {"train": kept, "removed": removed}, stats)
-    return {"rows_in": len(ds), "rows_out": len(kept), **stats}
-
-
-def _score(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
-    from curate.score import score
-
-    assert ds is not None
-    scored, stats = score(ds, cfg, source=out)
-    write_dataset(out, scored, stats)
-    return {"rows_in": len(ds), "rows_out": len(scored), **stats}
-
-
-def _select(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
-    from curate.select import select
-
-    assert ds is not None
-    selected, rejected, stats = select(ds, cfg.select, cfg.embeddings, source=out)
-    write_dataset(out, {"train": selected, "rejected": rejected}, stats)
-    return {"rows_in": len(ds), "rows_out": len(selected), **stats}
-
-
-def _push(cfg: Config, ds: Dataset | None, out: Path) -> dict[str, Any]:
-    from curate.review.push import push
-
-    assert ds is not None
-    stats = push(ds, cfg, cfg.argilla.dataset, cfg.argilla.workspace)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").write_text(json.dumps(stats, indent=2, default=str) + "\n")
-    return {"rows_in": len(ds), "rows_out": stats.get("pushed", len(ds)), **stats}
-
-
+# The stage table: the only place that names the stage directories. Order is flow order.
 STAGES: tuple[Stage, ...] = (
-    Stage("01-instructions", ("llm", "generate"), _instructions),
-    Stage("02-preferences", ("llm", "generate"), _preferences),
-    Stage("03-dedup", ("dedup", "embeddings"), _dedup),
-    Stage("04-score", ("score", "llm"), _score),
-    Stage("05-select", ("select", "embeddings"), _select),
-    Stage("06-push", ("argilla", "review", "server"), _push),
+    Stage("01-instructions", ("llm", "generate"), generate.instructions),
+    Stage("02-preferences", ("llm", "generate"), generate.preferences),
+    Stage("03-dedup", ("dedup", "embeddings"), dedup.run),
+    Stage("04-score", ("score", "llm"), score.run),
+    Stage("05-select", ("select", "embeddings"), select.run),
+    Stage("06-push", ("argilla", "review", "server"), push.run),
 )
-STAGE_NAMES = tuple(s.name.split("-", 1)[1] for s in STAGES)
+EXPORT_DIR = "07-export"  # where `curate export` writes by default, after review
+STAGE_NAMES = tuple(s.short for s in STAGES)
 
 
 def stage_named(name: str) -> Stage:
     """Find a stage by its short name (`dedup`) or directory name (`03-dedup`)."""
     for stage in STAGES:
-        if name in (stage.name, stage.name.split("-", 1)[1]):
+        if name in (stage.name, stage.short):
             return stage
     raise ValueError(f"unknown stage '{name}' (one of: {', '.join(STAGE_NAMES)})")
 
@@ -191,9 +145,7 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
 
 def save_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Write the manifest atomically (rename), so an interruption never leaves it truncated."""
-    tmp = run_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    tmp.replace(run_dir / MANIFEST)
+    write_json(run_dir / MANIFEST, manifest)
 
 
 def stage_key(cfg: Config, stage: Stage, input_output_id: str | None) -> str:
@@ -233,8 +185,14 @@ def run_stages(
             save_manifest(run_dir, manifest)
             on_event and on_event("start", stage, entry)
             t0 = time.perf_counter()
-            stats = stage.run(cfg, data, out)
-            if stats.get("rows_out") == 0 and stage is not STAGES[-1]:
+            result = stage.run(cfg, data, source=run_dir / previous.name if previous else None)
+            write_stage(out, result)
+            stats = {
+                "rows_in": len(data) if data is not None else None,
+                "rows_out": result.rows_out,
+                **result.stats,
+            }
+            if result.rows_out == 0 and stage is not STAGES[-1]:
                 entry.update(status="empty", finished=_now(), stats=stats)
                 save_manifest(run_dir, manifest)
                 raise EmptyStageError(stage, stats, out)

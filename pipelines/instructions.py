@@ -3,7 +3,7 @@
 distilabel runs the LLM steps (cached, resumable, optionally on Ray); the filters it lacks run on
 its output here (pipelines/filters.py), each drop counted under its reason in the stats.
 
-Output rows (contract): id = stable_id(instruction), instruction, method, generator_model,
+Output rows (contract): id = row_id(instruction), instruction, method, generator_model,
 parent_id, seed_id, generation_params (JSON: sampling settings + what shaped this row).
 """
 
@@ -23,7 +23,8 @@ from distilabel.steps import LoadDataFromDicts
 from distilabel.steps.tasks import EvolInstruct, MagpieGenerator, SelfInstruct, TextGeneration
 
 from curate.config import Config, ConfigError
-from curate.io import check_text_column, read_rows, stable_id
+from curate.io import check_text_column, read_rows
+from curate.rows import row_id
 from curate.models import generation_kwargs, llm_name
 from pipelines.filters import (
     RougeNovelty,
@@ -90,7 +91,7 @@ def load_seeds(path: Path | None) -> list[dict[str, Any]]:
         )
         seeds.append(
             {
-                "id": str(row.get("id") or stable_id(row["instruction"].strip())),
+                "id": str(row.get("id") or row_id(row["instruction"].strip())),
                 "instruction": row["instruction"].strip(),
                 "input": (first_input or "").strip(),
                 "seed_id": row.get("seed_id"),
@@ -99,10 +100,14 @@ def load_seeds(path: Path | None) -> list[dict[str, Any]]:
     return seeds
 
 
-def generate_instructions(cfg: Config, input_path: Path | None = None) -> tuple[Dataset, dict[str, Any]]:
-    """Generate instructions with the configured method; returns the rows and the stats of counts."""
+def generate_instructions(
+    cfg: Config, parents: Dataset | None = None, source: Path | str | None = None
+) -> tuple[Dataset, dict[str, Any]]:
+    """Generate instructions with the configured method; returns the rows and the stats of counts.
+
+    `parents` are the instructions that evol-instruct evolves (default: the seed tasks)."""
     method = cfg.generate.instructions.method
-    if input_path is not None and method != "evol-instruct":
+    if parents is not None and method != "evol-instruct":
         raise ConfigError(f"--input is only used by --method evol-instruct (method is {method}); use --seeds")
     if method == "prompt":
         rows, stats = _prompt(cfg)
@@ -111,7 +116,7 @@ def generate_instructions(cfg: Config, input_path: Path | None = None) -> tuple[
     elif method == "magpie":
         rows, stats = _magpie(cfg)
     else:
-        rows, stats = _evol_instruct(cfg, input_path)
+        rows, stats = _evol_instruct(cfg, parents, source or "<dataset>")
     stats = {"method": method, "requested": cfg.generate.instructions.num_instructions, **stats}
     return to_dataset(rows, FEATURES), stats
 
@@ -153,14 +158,14 @@ class _Collector:
         reason = quality_reason(text, min_words=icfg.min_words)
         if reason is None and extra_check is not None:
             reason = extra_check(text)
-        row_id = stable_id(text) if text else ""
-        if reason is None and row_id in self.ids:
+        this_id = row_id(text) if text else ""
+        if reason is None and this_id in self.ids:
             reason = "duplicate"
         if reason is not None:
             self.drop(reason)
             return False
-        self.ids.add(row_id)
-        self.rows.append({"id": row_id, "instruction": text, **provenance})
+        self.ids.add(this_id)
+        self.rows.append({"id": this_id, "instruction": text, **provenance})
         return True
 
     def stats(self) -> dict[str, Any]:
@@ -355,14 +360,13 @@ class TrackedEvolInstruct(EvolInstruct):
         return self.mutation_templates[name].replace("<PROMPT>", instruction)
 
 
-def _load_parents(cfg: Config, input_path: Path | None) -> list[dict[str, Any]]:
-    if input_path is None:
+def _load_parents(cfg: Config, ds: Dataset | None, source: Path | str) -> list[dict[str, Any]]:
+    if ds is None:
         return load_seeds(cfg.generate.instructions.seeds)
-    ds = read_rows(input_path, required=["instruction"])
-    check_text_column(ds, "instruction", input_path)
+    check_text_column(ds, "instruction", source)
     return [
         {
-            "id": str(row.get("id") or stable_id(row["instruction"].strip())),
+            "id": str(row.get("id") or row_id(row["instruction"].strip())),
             "instruction": row["instruction"].strip(),
             "seed_id": row.get("seed_id"),
         }
@@ -386,10 +390,12 @@ def _evol_instruct_pipeline(cfg: Config, inputs: list[dict[str, Any]], steps: in
     return pipeline
 
 
-def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _evol_instruct(
+    cfg: Config, parents_ds: Dataset | None, source: Path | str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     icfg = cfg.generate.instructions
     steps = max(1, icfg.evol_steps)
-    parents = _load_parents(cfg, input_path)
+    parents = _load_parents(cfg, parents_ds, source)
     parents = parents[: max(1, math.ceil(icfg.num_instructions / steps))]
     inputs = [
         {"instruction": p["instruction"], "parent_id": p["id"], "parent_seed_id": p["seed_id"] or p["id"]}
@@ -429,7 +435,7 @@ def _evol_instruct(cfg: Config, input_path: Path | None) -> tuple[list[dict[str,
                 if later:
                     collect.counts["eliminated_descendant_of_eliminated"] += later
                 break
-            parent_text, parent_id = text, stable_id(text)
+            parent_text, parent_id = text, row_id(text)
     stats = collect.stats()
     stats["parents"] = len(inputs)
     return collect.rows, stats

@@ -8,7 +8,7 @@ Response i uses `generate.preferences.generators[i]` (default: the main `llm`) w
 `generation_params[i]` (both cycled). The judge's ratings are parsed robustly (ultrafeedback.py).
 
 Output rows (contract): the instruction's columns (its id as `instruction_id`, its generation params as
-`instruction_generation_params`), id = stable_id(instruction, generations), generations,
+`instruction_generation_params`), id = row_id(instruction, generations), generations,
 generation_models, generation_params (one JSON per response), ratings (1..5 or None), rationales,
 judge_raw, judge_model.
 """
@@ -25,7 +25,8 @@ from distilabel.steps import LoadDataFromDicts, Step, StepInput
 from distilabel.steps.tasks import EvolQuality, TextGeneration
 
 from curate.config import Config, LLMConfig
-from curate.io import check_text_column, stable_id
+from curate.io import check_text_column
+from curate.rows import row_id
 from curate.models import generation_kwargs, llm_name
 from pipelines.instructions import to_dataset
 from pipelines.llm import params_json, task_llm
@@ -169,7 +170,7 @@ def generate_preferences(
     duplicates = 0
     for row in instructions:
         text = row["instruction"].strip()
-        instruction_id = str(row.get("id") or stable_id(text))
+        instruction_id = str(row.get("id") or row_id(text))
         if instruction_id in seen:
             duplicates += 1
             continue
@@ -217,7 +218,7 @@ def generate_preferences(
         counts["ratings_missing"] += sum(r is None for r in ratings)
         rows.append(
             {
-                "id": stable_id(row["instruction"], responses),
+                "id": row_id(row["instruction"], responses),
                 "instruction_id": row["instruction_id"],
                 "instruction": row["instruction"],
                 "method": row.get("method"),

@@ -70,7 +70,7 @@ def submit(
 
 
 def raw_records(client: rg.Argilla, name: str, workspace: str) -> list[dict]:
-    from curate.review.client import iter_raw_records, require_dataset
+    from curate.stages.review.client import iter_raw_records, require_dataset
 
     return list(iter_raw_records(client, require_dataset(client, name, workspace)))
 

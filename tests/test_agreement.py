@@ -6,7 +6,7 @@ import krippendorff
 import numpy as np
 import pytest
 
-from curate.agreement import (
+from curate.stages.review.agreement import (
     PREFERENCE_CODES,
     alpha,
     percent_agreement,
@@ -14,7 +14,7 @@ from curate.agreement import (
     reliability_matrix,
     summary,
 )
-from curate.review.pull import decide
+from curate.stages.review.pull import decide
 
 
 def record(rid: str, answers: list[tuple], judge: str | None = None, agent: str = "judge-x") -> dict:

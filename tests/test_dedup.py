@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset
 
 from curate.config import DedupConfig, EmbeddingConfig
-from curate.dedup import dedup, normalize_text, similar_pairs
+from curate.stages.dedup import dedup, normalize_text, similar_pairs
 from curate.io import InputError
 
 EMB = EmbeddingConfig()
@@ -40,7 +40,7 @@ def test_normalize_text_catches_case_space_punctuation_and_width():
 
 
 def test_blocked_brute_force_and_faiss_find_the_same_pairs(monkeypatch):
-    import curate.dedup as mod
+    import curate.stages.dedup as mod
 
     rng = np.random.default_rng(0)
     base = rng.normal(size=(400, 32)).astype(np.float32)
@@ -210,7 +210,7 @@ def test_alpaca_input_and_response_are_part_of_the_compared_text():
 
 @pytest.mark.slow
 def test_declared_embedding_size_matches_the_loaded_encoder():
-    from curate.dedup import embedding_dim
+    from curate.embeddings import embedding_dim
     from curate.models import load_encoder
 
     assert embedding_dim(EMB) == load_encoder(EMB).encode(["x"]).shape[1] == 384

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from test_agreement import record, sub
 
-from curate.card import render_card
+from curate.stages.export.card import render_card
 from curate.config import load_config
-from curate.export import build_pair, decide_records
+from curate.stages.export.export import build_pair, decide_records
 
 
 def cfg(**export):
@@ -114,7 +114,7 @@ def test_build_pair_without_human_ratings_uses_judge_ratings():
 
 
 def test_card_shows_the_numbers():
-    from curate.agreement import summary as agreement_summary
+    from curate.stages.review.agreement import summary as agreement_summary
 
     c = cfg()
     pairs, acc, _ = decide_records(RECORDS, c)
@@ -160,7 +160,7 @@ def test_card_shows_the_numbers():
 
 
 def test_to_hub_fails_clearly_before_any_work(tmp_path, monkeypatch):
-    from curate.export import ExportError, export
+    from curate.stages.export.export import ExportError, export
 
     out = tmp_path / "out"
     c = load_config(overrides={"argilla": {"api_url": "http://127.0.0.1:9", "api_key": "unused"}}, environ={})

@@ -19,11 +19,12 @@ import pytest
 from datasets import Dataset, load_from_disk
 from review_helpers import annotators, owner, raw_records, server_config, submit, unique
 
-from curate.agreement import PREFERENCE_CODES
-from curate.export import export
-from curate.io import read_rows, stable_id, write_dataset
-from curate.review.push import push
-from curate.review.status import review_status
+from curate.stages.review.agreement import PREFERENCE_CODES
+from curate.stages.export.export import export
+from curate.io import read_rows, write_dataset
+from curate.rows import stable_id
+from curate.stages.review.push import push
+from curate.stages.review.status import review_status
 
 PROMPTS = [
     "Give two tips for staying focused while studying.",
@@ -41,8 +42,8 @@ PROMPTS = [
 def scored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """runs/e2e/{01-instructions,02-preferences,03-dedup,04-score}: the real stages on 6 prompts."""
     from curate.config import load_config
-    from curate.dedup import dedup
-    from curate.score import score
+    from curate.stages.dedup import dedup
+    from curate.stages.score import score
     from pipelines.preferences import generate_preferences
 
     run = tmp_path_factory.mktemp("runs") / "e2e"
@@ -215,7 +216,7 @@ def test_end_to_end_three_annotators(scored_run: Path, argilla_server, tmp_path:
 
 
 def _judge(raw: dict, client, name: str, ws: str) -> str | None:
-    from curate.review.client import require_dataset
+    from curate.stages.review.client import require_dataset
 
     questions = {str(q.id): q.name for q in require_dataset(client, name, ws).settings.questions}
     return next((s["value"] for s in raw["suggestions"] if questions[s["question_id"]] == "preference"), None)

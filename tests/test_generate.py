@@ -12,7 +12,8 @@ import pytest
 from datasets import Dataset
 from distilabel.steps import StepInput, step
 
-from curate.io import load_stats, read_rows, stable_id
+from curate.io import load_stats, read_rows
+from curate.rows import stable_id
 from pipelines.filters import (
     RougeNovelty,
     clean_instruction,
@@ -339,7 +340,7 @@ def test_evol_instruct_from_input(tiny_config, tmp_path: Path):
         + "\n"
     )
     cfg = _cfg(tiny_config, method="evol-instruct", num_instructions=2)
-    ds, stats = generate_instructions(cfg, input_path=parents)
+    ds, stats = generate_instructions(cfg, read_rows(parents), source=parents)
     _check_instruction_rows(ds, stats, "evol-instruct")
     assert stats["parents"] == 2
     for row in ds:  # each evolution keeps its parent and seed

@@ -14,11 +14,12 @@ import pytest
 from datasets import Dataset
 from review_helpers import annotators, owner, raw_records, scored_rows, server_config, submit, unique
 
-from curate.io import InputError, stable_id
-from curate.review import pairs as pr
-from curate.review import settings as st
-from curate.review.client import ReviewError, require_dataset
-from curate.review.push import push
+from curate.io import InputError
+from curate.rows import messages_text, stable_id
+from curate.stages.review import pairs as pr
+from curate.stages.review import settings as st
+from curate.stages.review.client import ReviewError, require_dataset
+from curate.stages.review.push import push
 
 
 def pref_row(i: int, **over) -> dict:
@@ -110,7 +111,7 @@ def test_plain_jsonl_and_chat_prompts(tmp_path: Path):
         ]
     )
     pairs, _ = pr.to_pairs(chat, seed=0)
-    assert len(pairs[0]["messages"]) == 3 and pr.prompt_text(pairs[0]["messages"]).startswith("user: hi")
+    assert len(pairs[0]["messages"]) == 3 and messages_text(pairs[0]["messages"]).startswith("user: hi")
 
 
 def test_more_than_two_generations_reviews_best_vs_worst():
@@ -296,8 +297,8 @@ def test_settings_clash_is_explained_and_update_settings_applies_what_it_can(arg
 def test_server_rejected_rows_are_quarantined_and_the_rest_land(argilla_server, tmp_path: Path):
     import argilla as rg
 
-    from curate.review import pairs as prs
-    from curate.review import settings as sts
+    from curate.stages.review import pairs as prs
+    from curate.stages.review import settings as sts
 
     name, ws = unique("quarantine"), unique("ws")
     client = owner(argilla_server)
@@ -311,7 +312,7 @@ def test_server_rejected_rows_are_quarantined_and_the_rest_land(argilla_server, 
     settings = sts.to_rg_settings(spec, client)
     settings.metadata.remove("method")
     settings.metadata.add(rg.TermsMetadataProperty("method", options=["self-instruct"], client=client))
-    from curate.review.client import get_workspace
+    from curate.stages.review.client import get_workspace
 
     rg.Dataset(
         name=name, workspace=get_workspace(client, ws, create=True), settings=settings, client=client
@@ -395,7 +396,7 @@ def test_push_encodes_prompts_only_when_the_data_has_no_embedding(argilla_server
     stats = push(Dataset.from_list(rows), cfg, name, ws)
     assert stats["vectors"] and stats["created"] == 3
     client = owner(argilla_server)
-    from curate.review.client import iter_raw_records
+    from curate.stages.review.client import iter_raw_records
 
     raws = list(iter_raw_records(client, require_dataset(client, name, ws), include=("vectors",)))
     expected = encode([r["instruction"] for r in rows], cfg.embeddings)

@@ -16,8 +16,8 @@ import pytest
 from datasets import Dataset, load_from_disk
 from review_helpers import owner, raw_records, server_config, unique
 
-from curate.export import export
-from curate.review.push import push
+from curate.stages.export.export import export
+from curate.stages.review.push import push
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 

@@ -148,13 +148,13 @@ def test_a_stage_that_keeps_no_rows_stops_the_run_and_is_never_done(tmp_path: Pa
 
     from curate import run
     from curate.config import load_config
-    from curate.io import write_dataset
+    from curate.stages import StageResult
 
-    def all_filtered(cfg, ds, out):
-        write_dataset(out, Dataset.from_dict({"instruction": []}), {})
-        return {"rows_in": None, "rows_out": 0, "dropped_not_an_instruction": 26, "dropped_too_short": 5}
+    def all_filtered(cfg, ds, *, source=None):
+        empty = Dataset.from_dict({"instruction": []})
+        return StageResult({"train": empty}, {"dropped_not_an_instruction": 26, "dropped_too_short": 5})
 
-    def must_not_run(cfg, ds, out):
+    def must_not_run(cfg, ds, *, source=None):
         raise AssertionError("a stage ran on an empty input")
 
     stages = (

@@ -69,7 +69,7 @@ def test_token_check_uses_leading_space_digits_for_byte_level_bpe():
 
 
 def test_empty_or_missing_text_fails_clearly_and_names_the_row():
-    from curate.score import score
+    from curate.stages.score import score
 
     cfg = _cfg()
     with pytest.raises(InputError, match=r"row 2") as err:
@@ -102,7 +102,7 @@ def test_empty_or_missing_text_fails_clearly_and_names_the_row():
 
 @pytest.mark.slow
 def test_sft_scores_in_range_vary_and_deita_is_the_product():
-    from curate.score import score
+    from curate.stages.score import score
 
     out, stats = score(Dataset.from_list(SFT), _cfg(), source="sft.jsonl")
     assert len(out) == len(SFT)  # nothing dropped
@@ -119,7 +119,7 @@ def test_sft_scores_in_range_vary_and_deita_is_the_product():
 
 @pytest.mark.slow
 def test_preference_rows_score_every_response_and_keep_the_max():
-    from curate.score import score
+    from curate.stages.score import score
 
     rows = [
         {"instruction": SFT[1]["instruction"], "generations": [SFT[1]["output"], "No idea.", "2"]},
@@ -276,7 +276,7 @@ def test_quality_head_prefers_the_real_answer_to_each_failure_with_the_real_enco
 
 
 def test_length_prior_without_reference_statistics_fails_before_scoring():
-    from curate.score import score
+    from curate.stages.score import score
     from curate.scoring.prior import NoReferenceError
 
     with pytest.raises(NoReferenceError, match="length_prior: 0"):
@@ -349,7 +349,7 @@ def test_openai_compatible_endpoint_with_top_logprobs_matches_embedded(tmp_path)
 def test_text_fallback_records_its_method_and_never_guesses():
     """score.method text: distilabel's ComplexityScorer / QualityScorer on the embedded model; a score the
     model's text does not give stays empty and is counted, and the row is kept."""
-    from curate.score import score
+    from curate.stages.score import score
 
     cfg = load_config(
         overrides={

@@ -8,7 +8,7 @@ from datasets import Dataset
 
 from curate.config import DedupConfig, EmbeddingConfig, SelectConfig
 from curate.io import InputError
-from curate.select import repr_filter, select
+from curate.stages.select import repr_filter, select
 
 EMB = EmbeddingConfig()
 
@@ -87,7 +87,7 @@ def test_selection_respects_budget_and_threshold_and_explains_every_rejection():
 
 @pytest.mark.slow
 def test_reuses_dedup_embeddings_and_falls_back_to_quality_or_ratings():
-    from curate.dedup import dedup
+    from curate.stages.dedup import dedup
 
     ds = Dataset.from_list([{"id": i, "instruction": t, "quality": s} for i, t, s in ROWS])
     kept, _, _ = dedup(ds, DedupConfig(threshold=0.99), EMB)

@@ -99,7 +99,7 @@ def available() -> bool:
 def quality_scores(
     instructions: Sequence[str], responses: Sequence[Sequence[str]], encode=None
 ) -> list[list[float]]:
-    """Quality in [1, 6] for every response of every row (rows as in curate.score)."""
+    """Quality in [1, 6] for every response of every row (rows as in curate.stages.score)."""
     from scipy.special import ndtr
 
     head = load_head()

@@ -91,8 +91,3 @@ def truncate(text: str, max_tokens: int, encode: Encode, decode: Decode) -> tupl
     if len(ids) <= max_tokens:
         return text, False
     return decode(ids[:max_tokens]), True
-
-
-def join_instruction(instruction: str, extra_input: str | None) -> str:
-    """Alpaca-style rows keep their `input` under the instruction, as the instruction the model saw."""
-    return f"{instruction}\n{extra_input}" if extra_input and extra_input.strip() else instruction

@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from curate.config import Config
-from curate.review import client as rc
-from curate.review.pull import pull, votes
+from curate.stages.review import client as rc
+from curate.stages.review.pull import pull, votes
 
 
 def review_status(cfg: Config, dataset: str, workspace: str, client: Any = None) -> dict[str, Any]:
-    from curate.agreement import summary as agreement_summary
+    from curate.stages.review.agreement import summary as agreement_summary
 
     client = client or rc.connect(cfg)
     rg_dataset = rc.require_dataset(client, dataset, workspace)

@@ -20,18 +20,13 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from curate.config import ConfigError, DedupConfig, EmbeddingConfig, SelectConfig
-from curate.dedup import (
-    EMBEDDING,
-    _as_score,
-    compared_texts,
-    embed,
-    embedding_array,
-    embedding_dim,
-    progress,
-    stored_embeddings,
-)
-from curate.io import InputError, stable_id
+from curate.config import Config, ConfigError, DedupConfig, EmbeddingConfig, SelectConfig
+from curate.console import progress
+from curate.embeddings import EMBEDDING, embed, embedding_array, embedding_dim, stored_embeddings
+from curate.io import InputError
+from curate.rows import as_score, row_ids
+from curate.stages import StageResult
+from curate.stages.dedup import compared_texts
 
 SCORE_COLUMNS = ("deita_score", "quality", "ratings")
 SELECT_COLUMNS = ("selection_rank", "selection_reason", "selection_max_similarity")
@@ -42,7 +37,7 @@ def score_column(ds: Dataset, source: Path | str) -> tuple[str, np.ndarray]:
     """The first score column with any value (deita_score, quality, ratings) and its values (NaN = none)."""
     for column in SCORE_COLUMNS:
         if column in ds.column_names:
-            values = np.array([_as_score(v) for v in ds[column]], dtype=np.float64)
+            values = np.array([as_score(v) for v in ds[column]], dtype=np.float64)
             if not np.isnan(values).all():
                 return column, values
     raise InputError(
@@ -132,9 +127,7 @@ def select(
     order = order[np.argsort(-scores[order], kind="stable")]
     taken, visited, max_sim, nearest = repr_filter(vectors, order, cfg.budget, cfg.diversity_threshold)
 
-    ids = list(ds["id"]) if "id" in ds.column_names else [None] * n
-    plain = ds.remove_columns([EMBEDDING])
-    ids = [str(i) if i is not None and i != "" else stable_id(plain[k]) for k, i in enumerate(ids)]
+    ids = row_ids(ds)
     rank = np.full(n, -1, dtype=np.int64)
     rank[taken] = np.arange(1, len(taken) + 1)
     reasons: list[str | None] = []
@@ -177,3 +170,11 @@ def select(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return out.select(taken), out.select(rejected), stats
+
+
+def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The select stage: `train` holds the selected rows in rank order, `rejected` the others with the reason."""
+    if ds is None:
+        raise ValueError("the select stage needs rows")
+    selected, rejected, stats = select(ds, cfg.select, cfg.embeddings, source=source)
+    return StageResult({"train": selected, "rejected": rejected}, stats)

@@ -16,8 +16,8 @@ from typing import Any
 import krippendorff
 import numpy as np
 
-from curate.review import settings as st
-from curate.review.pull import decide, submitted, votes
+from curate.stages.review import settings as st
+from curate.stages.review.pull import decide, submitted, votes
 
 PREFERENCE_CODES = {"A": 0.0, "B": 1.0, "tie": 2.0}
 QUESTIONS = {st.PREFERENCE: "nominal", st.RATING_A: "ordinal", st.RATING_B: "ordinal"}

@@ -13,7 +13,6 @@ distilabel's EmbeddingDedup drops every row that is someone's neighbour, SemHash
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -26,13 +25,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from curate.config import ConfigError, DedupConfig, EmbeddingConfig
-from curate.io import InputError, check_text_column, stable_id
+from curate.config import Config, ConfigError, DedupConfig, EmbeddingConfig
+from curate.console import progress
+from curate.embeddings import EMBEDDING, embed, embedding_array, embedding_dim, stored_embeddings
+from curate.io import InputError, check_text_column
+from curate.rows import as_score, join_input, row_ids
+from curate.stages import StageResult
 
-EMBEDDING = "embedding"
 DEDUP_COLUMNS = (
     "dedup_cluster",
     "dedup_cluster_size",
@@ -46,7 +46,6 @@ RESPONSE_COLUMNS = ("response", "output", "generations")
 # Bytes of similarity scores held at once by the brute-force backend (one block of rows x all rows).
 BLOCK_BYTES = 256 << 20
 
-_console = Console(stderr=True)
 _SPACES = re.compile(r"[\s]+")
 
 
@@ -102,7 +101,7 @@ def compared_texts(ds: Dataset, cfg: DedupConfig, source: Path | str | None = No
     if cfg.column == "instruction" and "input" in ds.column_names:
         extra = list(ds["input"])
         if any(isinstance(x, str) and x.strip() for x in extra):
-            texts = [f"{t}\n\n{x}" if isinstance(x, str) and x.strip() else t for t, x in zip(texts, extra)]
+            texts = [join_input(t, x) for t, x in zip(texts, extra, strict=True)]
             parts.append("input")
     if cfg.include_response:
         rcol = next((c for c in RESPONSE_COLUMNS if c in ds.column_names), None)
@@ -127,109 +126,6 @@ def compared_texts(ds: Dataset, cfg: DedupConfig, source: Path | str | None = No
         texts = [f"{t}\n\n{r}" for t, r in zip(texts, responses)]
         parts.append(rcol)
     return texts, " + ".join(parts)
-
-
-# ----------------------------------------------------------------------------------------- embeddings
-
-
-def progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_console,
-        transient=True,
-    )
-
-
-def _declared_dim(emb: EmbeddingConfig) -> int | None:
-    """The output size a local sentence-transformers folder declares (Transformer + Pooling [+ Normalize]),
-    read without loading torch; None when it can't be told that way (then the model is loaded)."""
-    from curate.models import embedded_encoder_path
-
-    folder = embedded_encoder_path() if emb.model is None else Path(emb.model)
-    try:
-        modules = json.loads((folder / "modules.json").read_text())
-        kinds = {m["type"].rsplit(".", 1)[-1] for m in modules}
-        if not kinds <= {"Transformer", "Pooling", "Normalize"}:
-            return None  # e.g. a Dense layer changes the size
-        pooling = next(m for m in modules if m["type"].endswith("Pooling"))
-        config = json.loads((folder / pooling["path"] / "config.json").read_text())
-        return int(config["word_embedding_dimension"])
-    except (OSError, ValueError, KeyError, StopIteration):
-        return None
-
-
-def embedding_dim(emb: EmbeddingConfig) -> int:
-    """Size of the configured encoder's embeddings (to tell whether a stored `embedding` column fits)."""
-    from curate.models import load_encoder
-
-    if (declared := _declared_dim(emb)) is not None:
-        return declared
-    model = load_encoder(emb)
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return int(getter())
-
-
-def embed(texts: Sequence[str], emb: EmbeddingConfig, description: str = "embedding") -> np.ndarray:
-    """Normalised float32 embeddings, in chunks (for a progress bar) of texts sorted by length.
-
-    Sorting globally keeps padding as low as one big `encode` call does (it sorts within its input only).
-    """
-    from curate.models import encode
-
-    n = len(texts)
-    out: np.ndarray | None = None
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    chunk = max(emb.batch_size * 16, 256)
-    with progress() as bar:
-        task = bar.add_task(description, total=n)
-        for start in range(0, n, chunk):
-            idx = order[start : start + chunk]
-            vectors = encode([texts[i] for i in idx], emb)
-            if out is None:
-                out = np.empty((n, vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
-            bar.advance(task, len(idx))
-    return out if out is not None else np.empty((0, 0), dtype=np.float32)
-
-
-def stored_embeddings(ds: Dataset, dim: int) -> np.ndarray | None:
-    """The `embedding` column as an (n, dim) normalised matrix, or None if absent, incomplete or another size."""
-    if EMBEDDING not in ds.column_names or len(ds) == 0:
-        return None
-    col = ds.with_format("arrow")[EMBEDDING]
-    if col.null_count:
-        return None
-    arr = col.combine_chunks()
-    if not (
-        pa.types.is_list(arr.type)
-        or pa.types.is_large_list(arr.type)
-        or pa.types.is_fixed_size_list(arr.type)
-    ):
-        return None
-    if pa.types.is_fixed_size_list(arr.type):
-        if arr.type.list_size != dim:
-            return None
-    else:
-        lengths = np.asarray(arr.value_lengths())
-        if (lengths != dim).any():
-            return None
-    flat = arr.flatten()
-    if flat.null_count:
-        return None
-    vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(ds), dim)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if not np.isfinite(vectors).all() or (norms == 0).any():
-        return None
-    return vectors / norms
-
-
-def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    """An arrow column for `vectors` (fixed-size float32 lists) without going through Python lists."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
 # -------------------------------------------------------------------------------------------- search
@@ -341,17 +237,6 @@ def similar_pairs(
 # ------------------------------------------------------------------------------------------ keep rule
 
 
-def _as_score(value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, (list, tuple)):  # `ratings`: one per generation; a row is as good as its best
-        numbers = [float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return max(numbers) if numbers else math.nan
-    return math.nan
-
-
 def keep_scores(ds: Dataset, rule: str, source: Path | str) -> tuple[str, np.ndarray]:
     """The effective keep rule and each row's score under it (NaN where a row has none)."""
     has = {
@@ -362,7 +247,7 @@ def keep_scores(ds: Dataset, rule: str, source: Path | str) -> tuple[str, np.nda
     scores = {}
     for name, present in has.items():
         if present:
-            scores[name] = np.array([_as_score(v) for v in ds[column[name]]], dtype=np.float64)
+            scores[name] = np.array([as_score(v) for v in ds[column[name]]], dtype=np.float64)
     if rule == "auto":
         rule = next(
             (r for r in ("deita", "rating") if r in scores and not np.isnan(scores[r]).all()), "first"
@@ -465,8 +350,7 @@ def dedup(
         cluster_id[np.argsort(first_row, kind="stable")] = np.arange(n_comp)  # numbered by first appearance
         size = np.bincount(comp, minlength=n_comp)
 
-        ids = list(ds["id"]) if "id" in ds.column_names else [None] * n
-        ids = [i if i is not None and i != "" else stable_id(t) for i, t in zip(ids, texts)]  # plain rows
+        ids = row_ids(ds, cfg.column)
         is_dup = kept_row != np.arange(n)
         exact = is_dup & (group == group[kept_row])
         sims = np.einsum("ij,ij->i", row_vectors, row_vectors[kept_row]).clip(-1.0, 1.0)
@@ -513,3 +397,11 @@ def dedup(
         return out, out.select([]), stats
     keep_idx = np.nonzero(~is_dup)[0]
     return out.select(keep_idx), out.select(removed_idx), stats
+
+
+def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The dedup stage: `train` holds the kept rows, `removed` the duplicates with the row each duplicates."""
+    if ds is None:
+        raise ValueError("the dedup stage needs rows")
+    kept, removed, stats = dedup(ds, cfg.dedup, cfg.embeddings, source=source)
+    return StageResult({"train": kept, "removed": removed}, stats)

@@ -27,17 +27,16 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from curate.config import Config, LLMConfig, ScoreConfig
+from curate.console import console, progress
 from curate.io import InputError, check_text_column
+from curate.rows import join_input
 from curate.scoring import prior as priors
 from curate.scoring.backends import build_backend, expected_score, logits_supported
-from curate.scoring.prompts import join_instruction
 from curate.scoring.validity import describe_validity, scorer_profile
+from curate.stages import StageResult
 
-console = Console(stderr=True)
 INSTRUCTION_COLUMNS = ("instruction", "prompt")
 RESPONSE_COLUMNS = ("response", "output")
 SCORE_COLUMNS = (
@@ -92,17 +91,6 @@ def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | 
     return None, None
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 class _Run:
     """Counters shared by one scoring run (truncations, answers without score tokens, tokens, time)."""
 
@@ -139,7 +127,7 @@ def complexity_llm(
     tpl = priors.complexity_template(sc.prompt)
     out = np.empty(len(instructions))
     started = time.perf_counter()
-    with _progress() as bar:
+    with progress(remaining=True) as bar:
         task = bar.add_task("Deita complexity", total=len(instructions))
         for i, ins in enumerate(instructions):
             out[i] = run.ev(backend, tpl.format(instruction=run.cut(backend, ins, sc.max_instruction_tokens)))
@@ -160,7 +148,7 @@ def quality_llm(
     tpl = priors.quality_template(sc.prompt)
     out: list[list[float]] = []
     started = time.perf_counter()
-    with _progress() as bar:
+    with progress(remaining=True) as bar:
         task = bar.add_task("Deita quality", total=sum(len(r) for r in responses))
         for ins, resps in zip(instructions, responses):
             ins = run.cut(backend, ins, sc.max_instruction_tokens)
@@ -238,9 +226,7 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     check_text_column(ds, ins_col, where)
     resp_col, responses = _responses(ds, source)
     extra = ds["input"] if "input" in ds.column_names else [None] * len(ds)
-    instructions = [
-        join_instruction(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)
-    ]
+    instructions = [join_input(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)]
 
     sc, c_cfg, q_cfg = priors.resolve_scorer(cfg)
     method = sc.method
@@ -352,3 +338,11 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         }
     )
     return out, stats
+
+
+def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The score stage: every row with its complexity, quality and Deita score (none dropped)."""
+    if ds is None:
+        raise ValueError("the score stage needs rows")
+    scored, stats = score(ds, cfg, source=source)
+    return StageResult({"train": scored}, stats)

@@ -21,11 +21,11 @@ from datasets import Dataset, DatasetDict, Features, Sequence, Value
 
 from curate.config import Config
 from curate.io import atomic_dir
-from curate.review import client as rc
-from curate.review import settings as st
-from curate.review.pairs import prompt_text
-from curate.review.pull import decide, pull, submitted, votes
-from curate.review.push import PROVENANCE_KEY
+from curate.rows import messages_text
+from curate.stages.review import client as rc
+from curate.stages.review import settings as st
+from curate.stages.review.pull import decide, pull, submitted, votes
+from curate.stages.review.push import PROVENANCE_KEY
 
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
 PAIR_FEATURES = Features(
@@ -145,7 +145,7 @@ def build_pair(
     judge = {label: "chosen", _other(label): "rejected", "tie": "tie"}.get(judged) if judged else None
     return {
         "id": record["id"],
-        "prompt": prompt_text(messages),
+        "prompt": messages_text(messages),
         "chosen": final,
         "rejected": rejected,
         "prompt_messages": messages,
@@ -359,8 +359,8 @@ def export(
     client: Any = None,
 ) -> dict[str, Any]:
     """Pull, decide, measure agreement, write the DatasetDict + card to `output`; optionally push to the Hub."""
-    from curate.agreement import summary as agreement_summary
-    from curate.card import render_card
+    from curate.stages.export.card import render_card
+    from curate.stages.review.agreement import summary as agreement_summary
 
     started = time.perf_counter()
     hub_api = _check_hub(to_hub, overwrite) if to_hub else None

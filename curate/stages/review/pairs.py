@@ -16,9 +16,10 @@ from typing import Any
 
 from datasets import Dataset
 
-from curate.io import InputError, stable_id
+from curate.io import InputError
+from curate.rows import prompt_of, row_id
 
-PROMPT_COLUMNS = ("prompt", "instruction", "messages")
+PROMPT_COLUMNS = ("instruction", "prompt", "messages")
 RESPONSE_COLUMNS = ("generations", "response_a")
 
 
@@ -52,19 +53,9 @@ def _messages(prompt: Any) -> list[dict[str, str]] | None:
     """A prompt as chat messages, or None if it is not a usable prompt."""
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}] if prompt.strip() else None
-    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-        msgs = [
-            {"role": str(m.get("role") or "user"), "content": str(m.get("content") or "")} for m in prompt
-        ]
-        return msgs if any(m["content"].strip() for m in msgs) else None
+    if isinstance(prompt, list) and prompt:
+        return prompt if any(m["content"].strip() for m in prompt) else None
     return None
-
-
-def prompt_text(messages: list[dict[str, str]]) -> str:
-    """The text a prompt is embedded and shown by: a single user turn as is, else role-tagged turns."""
-    if len(messages) == 1:
-        return messages[0]["content"]
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
 def _judge_preference(value: Any) -> str | None:
@@ -127,10 +118,7 @@ def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[
     seen: dict[str, int] = {}
     for i, row in enumerate(ds):
         lineno = i + 1
-        raw_prompt = next((row.get(c) for c in PROMPT_COLUMNS if row.get(c) is not None), None)
-        if isinstance(raw_prompt, str) and isinstance(row.get("input"), str) and row["input"].strip():
-            raw_prompt = f"{raw_prompt}\n\n{row['input']}"  # instruction + input (Alpaca/PandaLM style)
-        messages = _messages(raw_prompt)
+        messages = _messages(prompt_of(row))
         if messages is None:
             rejected.append(
                 {"row": lineno, "reason": "empty or missing prompt", "stage": "validation", "data": row}
@@ -148,8 +136,7 @@ def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[
             continue
         xi, yi = picked
         rx, ry = responses[xi], responses[yi]
-        prompt_key: Any = messages[0]["content"] if len(messages) == 1 else messages
-        record_id = stable_id(prompt_key, rx, ry)
+        record_id = row_id(messages, [rx, ry])
         if record_id in seen:
             rejected.append(
                 {

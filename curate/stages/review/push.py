@@ -25,9 +25,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from curate.config import Config
 from curate.io import load_stats
-from curate.review import client as rc
-from curate.review import pairs as pr
-from curate.review import settings as st
+from curate.rows import messages_text
+from curate.stages import StageResult
+from curate.stages.review import client as rc
+from curate.stages.review import pairs as pr
+from curate.stages.review import settings as st
 
 MAX_BATCH = 500  # argilla-server's limit per bulk upsert
 PROVENANCE_KEY = "curate"
@@ -47,10 +49,10 @@ def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
         from curate.models import encode
 
         todo = pairs if len(dims) > 1 else missing
-        vectors = encode([pr.prompt_text(p["messages"]) for p in todo], cfg.embeddings)
+        vectors = encode([messages_text(p["messages"]) for p in todo], cfg.embeddings)
         if dims and vectors.shape[1] not in dims:
             # The stored embeddings come from another model: one dataset needs one vector space.
-            todo, vectors = pairs, encode([pr.prompt_text(p["messages"]) for p in pairs], cfg.embeddings)
+            todo, vectors = pairs, encode([messages_text(p["messages"]) for p in pairs], cfg.embeddings)
         for pair, vec in zip(todo, vectors):
             pair["embedding"] = [float(v) for v in vec]
     return len(pairs[0]["embedding"])
@@ -425,3 +427,13 @@ def push(
         entry["push"].update({k: stats[k] for k in ("created", "rejected", "rejected_reasons")})
         _record_provenance(client, rg_dataset, entry, replace_last=True)
     return stats
+
+
+def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The push stage: the rows go to `argilla.dataset` for review; its stats count what landed."""
+    if ds is None:
+        raise ValueError("the push stage needs rows")
+    stats = push(
+        ds, cfg, cfg.argilla.dataset, cfg.argilla.workspace, source=source, quarantine=cfg.review.quarantine
+    )
+    return StageResult({}, {**stats, "rows_out": stats.get("pushed", len(ds))})

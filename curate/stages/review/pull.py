@@ -7,8 +7,8 @@ from typing import Any
 
 import argilla as rg
 
-from curate.review import client as rc
-from curate.review import settings as st
+from curate.stages.review import client as rc
+from curate.stages.review import settings as st
 
 LABEL_SET = tuple(st.LABELS)  # A, B, tie
 
