@@ -31,11 +31,49 @@ from types import SimpleNamespace as NS
 
 import numpy as np
 
-WORDS = (
-    "explain write summarize compare list describe translate classify python recipe history planet ocean music "
-    "economy health garden travel energy climate language poem story code data network memory river mountain "
-    "city market science physics biology chemistry art film sport team model learning"
-).split()
+WORDS = [
+    "explain",
+    "write",
+    "summarize",
+    "compare",
+    "list",
+    "describe",
+    "translate",
+    "classify",
+    "python",
+    "recipe",
+    "history",
+    "planet",
+    "ocean",
+    "music",
+    "economy",
+    "health",
+    "garden",
+    "travel",
+    "energy",
+    "climate",
+    "language",
+    "poem",
+    "story",
+    "code",
+    "data",
+    "network",
+    "memory",
+    "river",
+    "mountain",
+    "city",
+    "market",
+    "science",
+    "physics",
+    "biology",
+    "chemistry",
+    "art",
+    "film",
+    "sport",
+    "team",
+    "model",
+    "learning",
+]
 DIM = 384
 
 
@@ -450,7 +488,10 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
 
     print(f"\n== Part 2: the search engine alone, {n_records} records ({tmp})")
     engine = SQLiteSearchEngine()
-    field = lambda name, kind: NS(name=name, settings={"type": kind})
+
+    def field(name, kind):
+        return NS(name=name, settings={"type": kind})
+
     dataset = NS(
         id=uuid.uuid4(),
         is_draft=False,
@@ -540,43 +581,43 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
             ]
         )
         cases = [
-            ("annotator queue: pending, page of 1", dict(filter=pending, limit=1, user_id=me.id)),
+            ("annotator queue: pending, page of 1", {"filter": pending, "limit": 1, "user_id": me.id}),
             (
                 "text query (typical word) + pending",
-                dict(query=TextQuery(q=typical), filter=pending, limit=10, user_id=me.id),
+                {"query": TextQuery(q=typical), "filter": pending, "limit": 10, "user_id": me.id},
             ),
             (
                 "text query (common word) + pending",
-                dict(query=TextQuery(q=common), filter=pending, limit=10, user_id=me.id),
+                {"query": TextQuery(q=common), "filter": pending, "limit": 10, "user_id": me.id},
             ),
-            ("text query, one field", dict(query=TextQuery(q=typical, field="response_b"), limit=10)),
+            ("text query, one field", {"query": TextQuery(q=typical, field="response_b"), "limit": 10}),
             (
                 "metadata range + sort by metadata desc",
-                dict(
-                    filter=AndFilter([RangeFilter(MetadataFilterScope("deita_score"), ge=10, le=30)]),
-                    sort=[Order(MetadataFilterScope("deita_score"), SortOrder.desc)],
-                    limit=10,
-                ),
+                {
+                    "filter": AndFilter([RangeFilter(MetadataFilterScope("deita_score"), ge=10, le=30)]),
+                    "sort": [Order(MetadataFilterScope("deita_score"), SortOrder.desc)],
+                    "limit": 10,
+                },
             ),
             (
                 "suggestion filter + sort by suggestion score",
-                dict(
-                    filter=AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A"])]),
-                    sort=[Order(SuggestionFilterScope("preferred", "score"), SortOrder.desc)],
-                    limit=10,
-                ),
+                {
+                    "filter": AndFilter([TermsFilter(SuggestionFilterScope("preferred", "value"), ["A"])]),
+                    "sort": [Order(SuggestionFilterScope("preferred", "score"), SortOrder.desc)],
+                    "limit": 10,
+                },
             ),
             (
                 "response value range (all users)",
-                dict(
-                    filter=AndFilter([RangeFilter(ResponseFilterScope(question="quality_a"), ge=3, le=5)]),
-                    limit=10,
-                ),
+                {
+                    "filter": AndFilter([RangeFilter(ResponseFilterScope(question="quality_a"), ge=3, le=5)]),
+                    "limit": 10,
+                },
             ),
             (
                 "inserted_at range (ISO strings)",
-                dict(
-                    filter=AndFilter(
+                {
+                    "filter": AndFilter(
                         [
                             RangeFilter(
                                 RecordFilterScope("inserted_at"),
@@ -585,16 +626,16 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
                             )
                         ]
                     ),
-                    limit=10,
-                ),
+                    "limit": 10,
+                },
             ),
             (
                 "sort by inserted_at desc, deep page",
-                dict(
-                    sort=[Order(RecordFilterScope("inserted_at"), SortOrder.desc)],
-                    offset=n_records // 2,
-                    limit=10,
-                ),
+                {
+                    "sort": [Order(RecordFilterScope("inserted_at"), SortOrder.desc)],
+                    "offset": n_records // 2,
+                    "limit": 10,
+                },
             ),
         ]
         conn = _connect()
@@ -616,20 +657,20 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
             row(table, f"{name} [total {res.total}]", lat, None, base_p50)
         query_vec = unit(nrng, 1)[0].tolist()
         for name, kwargs in [
-            ("similarity, top 50", dict(value=query_vec, max_results=50)),
+            ("similarity, top 50", {"value": query_vec, "max_results": 50}),
             (
                 "similarity, least similar, top 50",
-                dict(value=query_vec, max_results=50, order=SimilarityOrder.least_similar),
+                {"value": query_vec, "max_results": 50, "order": SimilarityOrder.least_similar},
             ),
             (
                 "similarity by record + pending filter",
-                dict(
-                    record=NS(
+                {
+                    "record": NS(
                         id=first.id, vector_value_by_vector_settings=lambda _vs: first.vectors[0].value
                     ),
-                    filter=pending,
-                    max_results=50,
-                ),
+                    "filter": pending,
+                    "max_results": 50,
+                },
             ),
         ]:
             lat = []
@@ -662,7 +703,7 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
                 lat.append((time.perf_counter() - t) * 1000)
             row(table, name, lat, None, base_p50)
         lat = []
-        for rep in range(reps):
+        for _rep in range(reps):
             resp = NS(
                 id=uuid.uuid4(),
                 user_id=me.id,

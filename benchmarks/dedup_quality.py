@@ -27,8 +27,8 @@ from datasets import Dataset
 from scipy.stats import spearmanr
 
 from curate.config import Config, DedupConfig, EmbeddingConfig
-from curate.stages.dedup import compared_texts, normalize_text
 from curate.models import encode, encoder_name
+from curate.stages.dedup import compared_texts, normalize_text
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = np.round(np.arange(0.50, 1.0, 0.01), 2)

@@ -28,8 +28,8 @@ import numpy as np
 from datasets import Dataset
 
 from curate.config import Config, DedupConfig, EmbeddingConfig
-from curate.stages.dedup import ann_params, dedup, normalize_text, similar_pairs
 from curate.models import embedded_encoder_path, encode, encoder_name, load_encoder
+from curate.stages.dedup import ann_params, dedup, normalize_text, similar_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 

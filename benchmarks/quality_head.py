@@ -42,8 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from scoring_validity import DATA, PANDALM, agreement, gpt_agreement, pandalm  # the same items and measure
 
-from curate.scoring import head
 from curate.rows import join_input
+from curate.scoring import head
 
 FAILURES = ("offtopic", "truncated", "loop", "parrot", "run-on")
 SMALL_MODEL_PAIRS = 0  # the shipped head's training mix: no small-model pairs
@@ -268,7 +268,10 @@ def cross_validate(folds: int = 5, seed: int = 0, small: int = 0, gpt4: bool = F
     fold = dict(zip(distinct, rng.integers(0, folds, len(distinct))))
     fold_of = np.array([fold[g] for g in groups])
     cs = [0.03, 0.1, 0.3, 1.0, 3.0]
-    five = lambda f, e_q, e_r: f
+
+    def five(f, e_q, e_r):
+        return f
+
     base = ("OASST", "constructed")
     candidates = {  # name: (features of a response, Cs, sources trained on, sources weighted equally)
         "five features (shipped)": (five, [1.0], base, False),

@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from curate.config import LLMConfig, ScoreConfig
-from curate.stages.score import _Run, complexity_llm, quality_llm
-from curate.scoring.backends import LlamaCppBackend
 from curate.rows import join_input
+from curate.scoring.backends import LlamaCppBackend
+from curate.stages.score import _Run, complexity_llm, quality_llm
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 

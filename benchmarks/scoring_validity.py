@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from curate.config import LLMConfig, ScoreConfig
 from curate.models import llm_name
-from curate.stages.score import _Run, complexity_llm, quality_llm
+from curate.rows import join_input
 from curate.scoring import prior
 from curate.scoring.backends import build_backend
-from curate.rows import join_input
+from curate.stages.score import _Run, complexity_llm, quality_llm
 
 DATA = Path(os.environ.get("CURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 WIZARD = DATA / "instructions/wizardlm/WizardLM_testset_odd.jsonl"

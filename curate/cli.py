@@ -19,8 +19,8 @@ from rich.syntax import Syntax
 
 from curate.config import Config, ConfigError, config_template, dump_config, load_config
 from curate.io import InputError
-from curate.stages import StageFn, StageResult
 from curate.server.cli import app as server_app
+from curate.stages import StageFn, StageResult
 
 console = Console(stderr=True)
 # distilabel's pydantic models trip pydantic's "model_" namespace warning on import: noise for users.
@@ -183,14 +183,14 @@ def dedup(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Remove exact and semantic near-duplicates, keeping each cluster's best row and explaining why."""
-    opts = dict(
-        threshold=threshold,
-        column=column,
-        include_response=include_response,
-        keep=keep,
-        backend=backend,
-        dry_run=dry_run,
-    )
+    opts = {
+        "threshold": threshold,
+        "column": column,
+        "include_response": include_response,
+        "keep": keep,
+        "backend": backend,
+        "dry_run": dry_run,
+    }
     cfg = _load(config, _overrides(dedup=opts))
 
     def go():

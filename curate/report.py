@@ -12,17 +12,17 @@ import html
 import io
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-from datasets import Dataset  # noqa: E402
+import matplotlib.pyplot as plt
+from datasets import Dataset
 
-from curate.io import read_splits  # noqa: E402
+from curate.io import read_splits
 
 REPORT_NAME = "report.html"
 FUNNEL_ORDER = ("generated", "preferences", "deduped", "scored", "selected", "pushed", "reviewed", "exported")
@@ -250,7 +250,7 @@ def _page(
     models = manifest.get("models", {})
     model_text = ", ".join(f"{k}: {_esc(v.get('name'))}" for k, v in models.items() if isinstance(v, dict))
     body = "\n".join(f"<section><h2>{_esc(name)}</h2>{content}</section>" for name, content in sections)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
 <style>

@@ -9,13 +9,14 @@ everything downstream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,8 @@ def stage_named(name: str) -> Stage:
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for pkg in TRACKED_PACKAGES:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return found
 
 
@@ -216,4 +215,4 @@ def run_stages(
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

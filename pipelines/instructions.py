@@ -24,8 +24,8 @@ from distilabel.steps.tasks import EvolInstruct, MagpieGenerator, SelfInstruct, 
 
 from curate.config import Config, ConfigError
 from curate.io import check_text_column, read_rows
-from curate.rows import row_id
 from curate.models import generation_kwargs, llm_name
+from curate.rows import row_id
 from pipelines.filters import (
     RougeNovelty,
     clean_instruction,

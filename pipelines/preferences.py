@@ -26,8 +26,8 @@ from distilabel.steps.tasks import EvolQuality, TextGeneration
 
 from curate.config import Config, LLMConfig
 from curate.io import check_text_column
-from curate.rows import row_id
 from curate.models import generation_kwargs, llm_name
+from curate.rows import row_id
 from pipelines.instructions import to_dataset
 from pipelines.llm import params_json, task_llm
 from pipelines.runner import batches, make_pipeline, run_pipeline

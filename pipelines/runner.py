@@ -33,8 +33,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from curate.config import Config, LLMConfig
-from curate.rows import stable_id
 from curate.models import llm_name
+from curate.rows import stable_id
 
 _SENT = re.compile(r"Step '(.+?)' sending batch (\d+) to output queue")
 

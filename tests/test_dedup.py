@@ -7,8 +7,8 @@ import pytest
 from datasets import Dataset
 
 from curate.config import DedupConfig, EmbeddingConfig
-from curate.stages.dedup import dedup, normalize_text, similar_pairs
 from curate.io import InputError
+from curate.stages.dedup import dedup, normalize_text, similar_pairs
 
 EMB = EmbeddingConfig()
 BREAD = "How do I bake sourdough bread at home?"
@@ -154,8 +154,9 @@ def test_cli_writes_removed_rows_to_the_removed_split(tmp_path):
     from curate.io import read_splits
 
     src = tmp_path / "in.jsonl"
-    rows = _rows(deita_score=[2.0, 5.0, 7.5, 1.0, 3.0]) + [
-        {"id": "r5", "instruction": "what is THE capital of france"}
+    rows = [
+        *_rows(deita_score=[2.0, 5.0, 7.5, 1.0, 3.0]),
+        {"id": "r5", "instruction": "what is THE capital of france"},
     ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"

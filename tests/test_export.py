@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from test_agreement import record, sub
 
-from curate.stages.export.card import render_card
 from curate.config import load_config
+from curate.stages.export.card import render_card
 from curate.stages.export.export import build_pair, decide_records
 
 

@@ -19,10 +19,10 @@ import pytest
 from datasets import Dataset, load_from_disk
 from review_helpers import annotators, owner, raw_records, server_config, submit, unique
 
-from curate.stages.review.agreement import PREFERENCE_CODES
-from curate.stages.export.export import export
 from curate.io import read_rows, write_dataset
 from curate.rows import stable_id
+from curate.stages.export.export import export
+from curate.stages.review.agreement import PREFERENCE_CODES
 from curate.stages.review.push import push
 from curate.stages.review.status import review_status
 

@@ -275,7 +275,7 @@ def test_prompt_method_through_the_cli_and_resume(tiny_config, tmp_path: Path):
     # --resume (default): the finished run is served from distilabel's cache, identical and fast.
     started = time.monotonic()
     again = tmp_path / "again"
-    result = CliRunner().invoke(app, args[:-4] + ["-o", str(again), "-c", str(config)])
+    result = CliRunner().invoke(app, [*args[:-4], "-o", str(again), "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert read_rows(again).to_list() == ds.to_list()
     assert time.monotonic() - started < 60

@@ -250,7 +250,7 @@ def test_repush_after_annotation_no_duplicates_responses_intact(argilla_server, 
     name, ws = unique("repush"), unique("ws")
     push(Dataset.from_list(scored_rows(6)), cfg, name, ws)
     client = owner(argilla_server)
-    ((user, ann, _),) = annotators(argilla_server, ws, ["ann"]).values()
+    ((_user, ann, _),) = annotators(argilla_server, ws, ["ann"]).values()
     before = raw_records(client, name, ws)
     for raw, pref in zip(before[:3], ["A", "B", "tie"]):
         submit(ann, raw["id"], preference=pref, rating_a=3, comment=f"said {pref}")

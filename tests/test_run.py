@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -14,7 +15,6 @@ import pytest
 import yaml
 
 from curate.io import read_rows
-
 
 STAGES = ["01-instructions", "02-preferences", "03-dedup", "04-score", "05-select", "06-push"]
 
@@ -59,7 +59,7 @@ def test_run_end_to_end_then_skip_then_partial_redo(tmp_path: Path, argilla_serv
         entry = manifest["stages"][name]
         assert entry["status"] == "done" and entry["seconds"] >= 0 and entry["output_id"]
     # rows flow: each stage's rows_in is the previous stage's rows_out
-    for before, after in zip(STAGES, STAGES[1:]):
+    for before, after in itertools.pairwise(STAGES):
         assert manifest["stages"][after]["rows_in"] == manifest["stages"][before]["rows_out"]
     assert manifest["models"]["llm"]["sha256"] and manifest["versions"]["distilabel"]
     # the scorer's model files too (the embedded default: Gemma for complexity, the quality head)

@@ -207,9 +207,8 @@ def test_cli_score_with_the_default_scorer_writes_columns_and_reports_validity(t
 
 
 def test_default_scorer_and_its_fallbacks_resolve_without_running_a_model():
-    from curate.scoring.prior import DEFAULT_LENGTH_PRIOR, DEFAULT_PROMPT, gemma_gguf_path, resolve_scorer
-
     from curate.scoring import head
+    from curate.scoring.prior import DEFAULT_LENGTH_PRIOR, DEFAULT_PROMPT, gemma_gguf_path, resolve_scorer
 
     sc, c_llm, q_llm = resolve_scorer(load_config(environ={}))
     if gemma_gguf_path() is None:
@@ -245,7 +244,7 @@ def test_quality_head_fit_weighs_pairs_as_if_repeated_or_left_out():
     from curate.scoring.head import fit
 
     rng = np.random.default_rng(0)
-    better, worse = rng.normal(size=(60, 3)) + [0.5, 0.0, -0.3], rng.normal(size=(60, 3))
+    better, worse = [*rng.normal(size=(60, 3)), 0.5, 0.0, -0.3], rng.normal(size=(60, 3))
     plain = fit(better, worse)
     left_out = fit(better, worse, weight=np.r_[np.ones(40), np.zeros(20)])
     assert np.allclose(left_out, fit(better[:40], worse[:40]), atol=1e-4)
@@ -276,8 +275,8 @@ def test_quality_head_prefers_the_real_answer_to_each_failure_with_the_real_enco
 
 
 def test_length_prior_without_reference_statistics_fails_before_scoring():
-    from curate.stages.score import score
     from curate.scoring.prior import NoReferenceError
+    from curate.stages.score import score
 
     with pytest.raises(NoReferenceError, match="length_prior: 0"):
         score(Dataset.from_list(SFT[:1]), _cfg(length_prior=0.5, llm={"model": "/nonexistent.gguf"}))

@@ -12,7 +12,7 @@ import re
 import stat
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,10 +23,38 @@ pytestmark = pytest.mark.server
 
 N_RECORDS = 1000
 DIM = 16
-VOCAB = (
-    "apple banana cherry delta echo falcon garden harbor island jungle kettle lemon meadow needle orbit "
-    "pepper quartz river saddle timber umbrella velvet walnut yarrow zephyr amber basil copper dune ember"
-).split()
+VOCAB = [
+    "apple",
+    "banana",
+    "cherry",
+    "delta",
+    "echo",
+    "falcon",
+    "garden",
+    "harbor",
+    "island",
+    "jungle",
+    "kettle",
+    "lemon",
+    "meadow",
+    "needle",
+    "orbit",
+    "pepper",
+    "quartz",
+    "river",
+    "saddle",
+    "timber",
+    "umbrella",
+    "velvet",
+    "walnut",
+    "yarrow",
+    "zephyr",
+    "amber",
+    "basil",
+    "copper",
+    "dune",
+    "ember",
+]
 METHODS = ["self-instruct", "magpie", "evol-instruct"]
 LABELS = ["A", "B", "tie"]
 
@@ -409,7 +437,7 @@ def test_date_range_filters(ctx: Ctx):
     local = ctx.local
     times = sorted(set(local.inserted_at.values()))
     cut = times[len(times) // 2]
-    iso = cut.replace(tzinfo=timezone.utc).isoformat()  # an explicit offset, and one without
+    iso = cut.replace(tzinfo=UTC).isoformat()  # an explicit offset, and one without
     expected_ge = {rid for rid, t in local.inserted_at.items() if t >= cut}
     expected_le = {rid for rid, t in local.updated_at.items() if t <= cut}
     assert 0 < len(expected_ge) < N_RECORDS and 0 < len(expected_le) < N_RECORDS
@@ -700,7 +728,7 @@ def test_updates_and_deletes_stay_in_sync(ctx: Ctx):
 
     # deleted records disappear from text, filter and similarity search
     doomed = ids[-5:]
-    ctx.ds.records.delete([r for r in ctx.ds.records(query=rg.Query(filter=[("id", "in", doomed)]))])
+    ctx.ds.records.delete(list(ctx.ds.records(query=rg.Query(filter=[("id", "in", doomed)]))))
     for rid in doomed:
         for table in (local.fields, local.metadata, local.vectors, local.suggestions):
             table.pop(rid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional  # typer 0.9 (pinned by argilla-server) needs these forms
+from typing import Optional  # typer 0.9 (pinned by argilla-server) needs these forms
 
 import typer
 from rich.console import Console
@@ -159,7 +159,7 @@ def status(data_dir: Optional[Path] = DataDirOpt, config: Optional[Path] = Confi
 def users_add(
     username: str = typer.Argument(..., help="Username (letters, digits, - and _)."),
     role: str = typer.Option("annotator", "--role", "-r", help="annotator | admin | owner"),
-    workspace: List[str] = typer.Option(
+    workspace: list[str] = typer.Option(
         [], "--workspace", "-w", help="Workspace to join (repeatable; created if missing)."
     ),
     password: Optional[str] = typer.Option(

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,10 +236,8 @@ def _terminate(entry: dict | None, timeout: float = 20.0) -> bool:
         return False
 
     def send(sig: int) -> None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(pid, sig) if target_group else os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
     send(signal.SIGTERM)
     deadline = time.monotonic() + timeout

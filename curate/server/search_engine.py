@@ -439,7 +439,7 @@ def _note_multikeys(conn: sqlite3.Connection, rows: list[tuple]) -> None:
     """Remember metadata/suggestion keys that a record holds several values for (see _index_ordered_page)."""
     seen: set[tuple[int, str]] = set()
     multi: set[tuple[int, str]] = set()
-    for ds, rid, key, *_ in rows:
+    for _ds, rid, key, *_ in rows:
         (multi if (rid, key) in seen else seen).add((rid, key))
     if multi:
         conn.executemany(
@@ -499,7 +499,7 @@ def _parse_text_query(q: str) -> tuple[str | None, str | None]:
             tokens.append(("op", m.group(3)))
         elif m.group(4):
             tokens.append(("word", m.group(4)))
-    tokens_iter = iter(tokens + [("end", "")])
+    tokens_iter = iter([*tokens, ("end", "")])
     current = [next(tokens_iter)]
 
     def peek():

@@ -76,7 +76,7 @@ def judge_vs_human(
     records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1, min_agreement: float = 0.5
 ) -> dict[str, dict[str, Any]]:
     """Per suggestion agent: agreement with the human decision (records) and with single votes."""
-    out: dict[str, dict[str, int]] = defaultdict(lambda: Counter())
+    out: dict[str, dict[str, int]] = defaultdict(Counter)
     for record in records:
         suggestion = record["suggestions"].get(st.PREFERENCE)
         if not suggestion or suggestion.get("value") not in PREFERENCE_CODES:

@@ -41,7 +41,7 @@ def _num(value: Any) -> float | None:
 
 def _int(value: Any) -> int | None:
     out = _num(value)
-    return None if out is None else int(round(out))
+    return None if out is None else round(out)
 
 
 def _rating(value: Any) -> int | None:

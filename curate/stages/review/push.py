@@ -299,7 +299,7 @@ def _record_provenance(
     pushes = list(block.get("pushes", []))
     if replace_last and pushes and pushes[-1].get("at") == entry["at"]:
         pushes.pop()
-    block["pushes"] = (pushes + [entry])[-50:]
+    block["pushes"] = ([*pushes, entry])[-50:]
     rc.set_dataset_metadata(client, dataset, {**meta, PROVENANCE_KEY: block})
 
 
