@@ -104,7 +104,7 @@ def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
     from curate.stages.review import pairs as pr
     from curate.stages.review import settings as st
     from curate.stages.review.client import get_workspace
-    from curate.stages.review.push import _record
+    from curate.stages.review.push import to_record
 
     pairs, _ = pr.to_pairs(ds, cfg.review.seed)
     spec = st.build_spec(pr.metadata_names(pairs), len(pairs[0]["embedding"]), cfg.review.min_submitted)
@@ -115,7 +115,7 @@ def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
         client=client,
     ).create()
     names = {m.name for m in dataset.settings.metadata}
-    records = [_record(p, dataset, names, True) for p in pairs]  # built outside the timer: baseline favoured
+    records = [to_record(p, dataset, names, True) for p in pairs]  # built outside the timer: baseline favoured
     start = time.perf_counter()
     dataset.records.log(records)
     return time.perf_counter() - start

@@ -68,7 +68,7 @@ def suggestion_agent(model: str | None) -> str:
     return agent if re.search(r"[a-zA-Z0-9]", agent) else "judge"
 
 
-def _record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_vector: bool) -> rg.Record:
+def to_record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_vector: bool) -> rg.Record:
     a, b = pr.shown(pair)
     agent = suggestion_agent(pair["judge_model"])
     suggestions = []
@@ -373,7 +373,7 @@ def push(
         return _send(
             client,
             rg_dataset,
-            [(p, _record(p, rg_dataset, metadata, has_vector)) for p in chunk],
+            [(p, to_record(p, rg_dataset, metadata, has_vector)) for p in chunk],
             quarantined,
         )
 
