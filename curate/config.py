@@ -26,16 +26,17 @@ class LLMConfig(Section):
     provider: Provider = "llamacpp"
     model: str | None = Field(
         None,
-        description="Model id for hosted providers; for llamacpp a GGUF path (default: the embedded SmolLM2).",
+        description="Model id for hosted providers; for llamacpp a GGUF path "
+        "(default: the embedded SmolLM2).",
     )
     base_url: str | None = Field(None, description="OpenAI-compatible or Inference Endpoint URL.")
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (never the key itself)."
     )
-    n_ctx: int = Field(2048, description="Context window for llama.cpp.")
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 256
+    n_ctx: int = Field(2048, ge=16, description="Context window for llama.cpp.")
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra kwargs for the distilabel LLM.")
 
 
@@ -43,18 +44,18 @@ class EmbeddingConfig(Section):
     model: str | None = Field(
         None, description="sentence-transformers model name or path (default: the embedded all-MiniLM-L6-v2)."
     )
-    batch_size: int = 64
+    batch_size: int = Field(64, ge=1)
     device: str = "cpu"
 
 
 class InstructionsConfig(Section):
     method: Literal["prompt", "self-instruct", "magpie", "evol-instruct"] = Field(
         "magpie",
-        description="magpie needs no seeds and suits small instruct models (the embedded "
-        "SmolLM2-135M: 19 of 20 kept; self-instruct from the built-in seeds: 0 of 34, it cannot write "
-        "Self-Instruct's task lists); self-instruct for a capable `llm`.",
+        description="magpie needs no seeds and suits small instruct models such as the embedded SmolLM2 "
+        "(see the README for how often each method's output passes the filters); self-instruct for a "
+        "capable `llm`.",
     )
-    num_instructions: int = Field(20, description="Target number of instructions (before filters).")
+    num_instructions: int = Field(20, ge=1, description="Target number of instructions (before filters).")
     seeds: Path | None = Field(None, description="Seed tasks jsonl (default: curate's built-in seeds).")
     topics: list[str] = Field(
         default_factory=lambda: ["science", "cooking", "programming", "history", "travel", "personal finance"]
@@ -62,15 +63,17 @@ class InstructionsConfig(Section):
     system_prompt: str = (
         "You are a helpful assistant that writes clear, self-contained tasks for an AI assistant."
     )
-    rouge_threshold: float = Field(0.7, description="Self-Instruct novelty filter: max ROUGE-L vs the pool.")
-    min_words: int = Field(3, description="Drop instructions shorter than this many words.")
-    evol_steps: int = Field(1, description="EvolInstruct generations per seed.")
+    rouge_threshold: float = Field(
+        0.7, ge=0.0, le=1.0, description="Self-Instruct novelty filter: max ROUGE-L vs the pool."
+    )
+    min_words: int = Field(3, ge=0, description="Drop instructions shorter than this many words.")
+    evol_steps: int = Field(1, ge=1, description="EvolInstruct generations per seed.")
     magpie_pre_query_template: str | None = Field(
         None,
         description="Magpie user-turn header: chatml | llama3 | qwen2 | a literal one "
         "(default: chatml for llama.cpp models, e.g. the embedded SmolLM2).",
     )
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
 
 
 class PreferencesConfig(Section):
@@ -87,7 +90,7 @@ class PreferencesConfig(Section):
     aspect: Literal["overall-rating", "helpfulness", "honesty", "instruction-following", "truthfulness"] = (
         "overall-rating"
     )
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
 
 
 class GenerateConfig(Section):
@@ -100,14 +103,16 @@ class GenerateConfig(Section):
 
 
 class DedupConfig(Section):
-    threshold: float = Field(0.9, description="Cosine similarity at or above which two rows are duplicates.")
+    threshold: float = Field(
+        0.9, gt=-1.0, le=1.0, description="Cosine similarity at or above which two rows are duplicates."
+    )
     column: str = "instruction"
     include_response: bool = Field(False, description="Compare instruction + response instead.")
     keep: Literal["auto", "deita", "rating", "first"] = Field(
         "auto", description="Which member of a cluster survives: auto = deita, else rating, else first."
     )
     backend: Literal["auto", "exact", "faiss"] = "auto"
-    ann_min_rows: int = Field(50_000, description="auto uses the ANN index from this many rows.")
+    ann_min_rows: int = Field(50_000, ge=1, description="auto uses the ANN index from this many rows.")
     dry_run: bool = False
 
 
@@ -118,7 +123,7 @@ class ScoreConfig(Section):
     llm: LLMConfig | None = Field(None, description="Scorer LLM (default: the main `llm`).")
     complexity_llm: LLMConfig | None = None
     quality_llm: LLMConfig | None = None
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1)
     prompt: Literal["auto", "deita", "deita-anchored"] = Field(
         "auto",
         description="deita = Deita's zero-shot prompt (for the hkust-nlp scorers); deita-anchored = "
@@ -140,15 +145,17 @@ class ScoreConfig(Section):
         "llm when a scorer LLM is configured.",
     )
     max_instruction_tokens: int = Field(
-        512, description="Longer instructions are cut (head kept) before scoring."
+        512, ge=1, description="Longer instructions are cut (head kept) before scoring."
     )
-    max_response_tokens: int = Field(1024, description="Longer responses are cut (head kept) before scoring.")
+    max_response_tokens: int = Field(
+        1024, ge=1, description="Longer responses are cut (head kept) before scoring."
+    )
 
 
 class SelectConfig(Section):
-    budget: int = 1000
+    budget: int = Field(1000, ge=1, description="How many rows to select.")
     diversity_threshold: float = Field(
-        0.9, description="Deita repr filter: max cosine similarity to kept rows."
+        0.9, gt=-1.0, le=1.0, description="Deita repr filter: max cosine similarity to kept rows."
     )
 
 
@@ -160,14 +167,18 @@ class ArgillaConfig(Section):
 
 
 class ReviewConfig(Section):
-    min_submitted: int = Field(1, description="Annotators who must submit per record (task distribution).")
-    batch_size: int = Field(250, description="Records per bulk upsert (argilla-server allows at most 500).")
+    min_submitted: int = Field(
+        1, ge=1, description="Annotators who must submit per record (task distribution)."
+    )
+    batch_size: int = Field(
+        250, ge=1, le=500, description="Records per bulk upsert (argilla-server allows at most 500)."
+    )
     seed: int = Field(0, description="Seed for the recorded A/B order of responses.")
     update_settings: bool = Field(
         False, description="Apply metadata/vector/guidelines/distribution changes to an existing dataset."
     )
     vectors: bool = Field(True, description="Add the prompt embedding as a vector field ('find similar').")
-    concurrency: int = Field(2, description="Upsert batches in flight at once during a push.")
+    concurrency: int = Field(2, ge=1, le=32, description="Upsert batches in flight at once during a push.")
     quarantine: Path | None = Field(
         None, description="Where rows the push rejects go, as jsonl (default: in the run directory)."
     )
@@ -175,8 +186,10 @@ class ReviewConfig(Section):
 
 class ExportConfig(Section):
     policy: Literal["majority", "unanimous"] = "majority"
-    min_votes: int = 1
-    min_agreement: float = Field(0.5, description="Minimum share of votes for the winning response (> ties).")
+    min_votes: int = Field(1, ge=1, description="Submitted votes a record needs to be decided by people.")
+    min_agreement: float = Field(
+        0.5, ge=0.0, le=1.0, description="Minimum share of votes for the winning response (> ties)."
+    )
     include_unreviewed: bool = Field(False, description="Fall back to the judge for unreviewed records.")
     use_corrections: bool = Field(True, description="A reviewer's corrected response replaces `chosen`.")
     license: str = "apache-2.0"
@@ -186,7 +199,7 @@ class ExportConfig(Section):
 class ServerConfig(Section):
     data_dir: Path | None = Field(None, description="Embedded Argilla data dir (default: user data dir).")
     host: str = "127.0.0.1"
-    port: int = Field(0, description="0 = first free port from 6900.")
+    port: int = Field(0, ge=0, le=65535, description="0 = first free port from 6900.")
 
 
 class RunConfig(Section):
@@ -255,11 +268,11 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -283,8 +296,8 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(loaded).__name__}")
         data = loaded or {}
-    data = _deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
-    data = _deep_merge(data, overrides or {})
+    data = deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    data = deep_merge(data, overrides or {})
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
