@@ -269,8 +269,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over`'s values on top, section by section; an empty section in `over` sets nothing
+    (so a malformed section in `base`, e.g. a list, still fails validation instead of becoming defaults)."""
     merged = dict(base)
     for key, value in over.items():
+        if isinstance(value, dict) and not value and key in merged:
+            continue
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
@@ -296,14 +300,35 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(loaded).__name__}")
         data = loaded or {}
-    data = deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
-    data = deep_merge(data, overrides or {})
+    from_env = _env_overrides(dict(os.environ if environ is None else environ))
+    data = deep_merge(deep_merge(data, from_env), overrides or {})
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        where = str(path) if path else "environment"
-        lines = [f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+
+        def where(loc: tuple[Any, ...]) -> str:
+            if _has_path(overrides or {}, loc):
+                return "option"
+            if _has_path(from_env, loc):
+                return f"environment (CURATE_{'__'.join(str(p).upper() for p in loc)})"
+            return str(path) if path else "defaults"
+
+        lines = [
+            f"{where(err['loc'])}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        ]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from exc
+
+
+def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether the nested mapping `data` sets the value at `loc` (or a parent of it)."""
+    for i, key in enumerate(loc):
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+        if not isinstance(data, dict) and i < len(loc) - 1:
+            return True
+    return True
 
 
 def dump_config(cfg: Config, mask_secrets: bool = True) -> dict[str, Any]:
