@@ -75,7 +75,7 @@ def main() -> None:
 
     c_tpl, q_tpl = prior.complexity_template(args.prompt), prior.quality_template(args.prompt)
     seqs = []
-    for q, (a,) in zip(questions, answers):
+    for q, (_answer,) in zip(questions, answers):
         q_c = ours.truncate(q, sc.max_instruction_tokens)[0]
         seqs.append(ours.prompt_ids(ours.tokens.prompt(c_tpl.format(instruction=q_c))))
     for q, (a,) in zip(questions, answers):

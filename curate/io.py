@@ -46,7 +46,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             except UnicodeDecodeError as exc:
                 raise InputError(
                     path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", lineno
-                )
+                ) from None
             if not text.strip():
                 continue
             try:
@@ -108,7 +108,7 @@ def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str]
     elif path.suffix == ".parquet":
         try:
             ds = Dataset.from_parquet(str(path))
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
+        except (pa.ArrowException, OSError, ValueError) as exc:  # what pyarrow raises for a corrupt file
             raise InputError(path, f"not a readable parquet file: {exc}") from None
     else:
         raise InputError(
@@ -125,7 +125,7 @@ def _from_rows(path: Path, rows: list[dict[str, Any]]) -> Dataset:
         raise InputError(path, "the input has no rows")
     try:
         return Dataset.from_list(rows)
-    except Exception as exc:  # pyarrow type clashes between rows
+    except (pa.ArrowException, TypeError, ValueError) as exc:  # pyarrow type clashes between rows
         raise InputError(path, f"rows have inconsistent types: {exc}") from None
 
 

@@ -78,7 +78,7 @@ def test_missing_text_column_is_a_clear_error():
 
 
 def test_keep_rule_deita_without_scores_fails_clearly():
-    with pytest.raises(InputError, match="deita_score.*curate score"):
+    with pytest.raises(InputError, match=r"deita_score.*curate score"):
         dedup(Dataset.from_list(_rows()), DedupConfig(keep="deita"), EMB)
 
 

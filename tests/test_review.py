@@ -370,7 +370,7 @@ def test_killed_push_resumes_and_each_record_lands_once(argilla_server, tmp_path
     assert proc.returncode != 0, "the push finished before it could be killed: make the input larger"
     partial = len(raw_records(client, name, ws))
     assert 0 < partial < 600
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     raws = raw_records(client, name, ws)
     ids = [r["external_id"] for r in raws]

@@ -38,7 +38,11 @@ def _config(tmp_path: Path, argilla_data_dir: Path, **extra) -> Path:
 def _curate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_"))}
     return subprocess.run(
-        [sys.executable, "-m", "curate", *args], capture_output=True, text=True, env=environ | (env or {})
+        [sys.executable, "-m", "curate", *args],
+        capture_output=True,
+        text=True,
+        env=environ | (env or {}),
+        check=False,
     )
 
 

@@ -49,7 +49,7 @@ def test_token_check_rejects_a_tokenizer_without_digit_tokens():
 
     tok = Tokenizer(models.WordLevel({"[UNK]": 0, "x": 1, "y": 2}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    with pytest.raises(ScoreTokenError, match="'1'..'6' are not single next tokens"):
+    with pytest.raises(ScoreTokenError, match=r"'1'\.\.'6' are not single next tokens"):
         resolve_score_tokens(lambda t: tok.encode(t).ids, "word-level toy tokenizer")
 
 

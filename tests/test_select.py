@@ -40,7 +40,7 @@ def test_repr_filter_matches_the_definition_across_blocks():
 
 
 def test_no_score_column_is_a_clear_error():
-    with pytest.raises(InputError, match="deita_score.*curate score"):
+    with pytest.raises(InputError, match=r"deita_score.*curate score"):
         select(Dataset.from_list([{"instruction": "Say hi."}]), SelectConfig(), EMB, source="in.jsonl")
 
 

@@ -150,8 +150,8 @@ def quality_llm(
     started = time.perf_counter()
     with progress(remaining=True) as bar:
         task = bar.add_task("Deita quality", total=sum(len(r) for r in responses))
-        for ins, resps in zip(instructions, responses):
-            ins = run.cut(backend, ins, sc.max_instruction_tokens)
+        for full, resps in zip(instructions, responses):
+            ins = run.cut(backend, full, sc.max_instruction_tokens)
             row = []
             for r in resps:
                 row.append(
