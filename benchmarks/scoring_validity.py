@@ -12,7 +12,7 @@ the length prior (curate/scoring/prior.py) uses to standardise them.
 
     python benchmarks/scoring_validity.py                      # all candidates, all items
     python benchmarks/scoring_validity.py --limit 300          # the first 300 PandaLM non-tie items
-    python benchmarks/scoring_validity.py --reference          # statistics for prior.REFERENCES
+    python benchmarks/scoring_validity.py --reference          # statistics for curate/data/score_references.json
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def lengths(texts) -> np.ndarray:
 
 
 def reference_stats(sc: ScoreConfig, only: list[str] | None) -> None:
-    """Mean/std of Deita values and log length on OTHER data, printed as prior.REFERENCES entries."""
+    """Mean/std of Deita values and log length on OTHER data, printed as entries of curate/data/score_references.json."""
     alpaca = json.loads((DATA / "instructions/alpaca/alpaca_en_demo.json").read_text())
     lima = [
         r
@@ -225,7 +225,7 @@ def main() -> None:
     )
     ap.add_argument("--parity", choices=["all", "odd", "even"], default="all", help="Keep these idx only.")
     ap.add_argument(
-        "--reference", action="store_true", help="Measure prior.REFERENCES on other data and exit."
+        "--reference", action="store_true", help="Measure the length-prior reference statistics on other data and exit."
     )
     ap.add_argument("--weights", type=float, nargs="*", default=[0.5], help="Length-prior weights to report.")
     ap.add_argument(

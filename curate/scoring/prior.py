@@ -7,8 +7,8 @@ is not, and its raw expected values barely move (or move the wrong way). Two doc
   deita_anchors.json, written for this project, none taken from any evaluation set) that show the model
   what 1 and 6 mean. The anchors are a fixed prefix, so llama.cpp evaluates them once (KV cache reuse).
 - `length_prior` w > 0: the LLM's expected value and the (log) length of the text are each standardised
-  with fixed statistics measured on REFERENCE data (Alpaca demo, LIMA, OASST prompts: never on the
-  evaluation sets), mixed as z = (w_llm z_llm + w z_len) / norm and mapped back to [1, 6] by
+  with fixed statistics of REFERENCE data (curate/data/score_references.json: never the evaluation
+  sets), mixed as z = (w_llm z_llm + w z_len) / norm and mapped back to [1, 6] by
   1 + 5 Phi(z). The result stays monotone in the Deita value; rows record `score_method`
   "logits+length-prior" and keep the pure Deita values in `complexity_llm` / `quality_llm_scores`.
 """
@@ -65,7 +65,7 @@ def default_scorer_llm(main: LLMConfig) -> LLMConfig:
     )
 
 
-# The embedded default's setting (chosen and measured in benchmarks/scoring_validity.py; see validity.py).
+# The embedded default's setting (its measured validity: curate/data/scorer_validity.json).
 DEFAULT_PROMPT = "deita-anchored"
 DEFAULT_LENGTH_PRIOR = 0.5
 
@@ -168,16 +168,20 @@ def quality_final(llm_ev: np.ndarray, instruction: str, responses: Sequence[str]
     return combine(ref["llm"].z(llm_ev), ref["length"].z(lengths), profile.length_prior)
 
 
-# (model name, prompt) -> kind -> component -> Reference; measured by
-# `benchmarks/scoring_validity.py --reference` on the reference data (never the evaluation sets).
-# Reference data: 150 instructions (Alpaca demo 0-49, LIMA single-turn 0-49, OASST en_100 0-49) and 100
-# responses (Alpaca demo 100-179, LIMA single-turn 100-119); run of 2026-11-24 (--threads 1).
-REFERENCES: dict[tuple[str, str], dict[str, dict[str, Reference]]] = {
-    ("gemma-3-270m-q4_k_m.gguf", "deita-anchored@60e86b15"): {
-        "complexity": {"llm": Reference(3.2196, 0.4037), "length": Reference(2.9970, 0.8919)},
-        "quality": {"llm": Reference(3.3227, 0.1745), "length": Reference(4.3891, 1.4204)},
-    },
-}
+REFERENCES_FILE = Path(__file__).resolve().parent.parent / "data" / "score_references.json"
+
+
+@functools.lru_cache(maxsize=1)
+def references() -> dict[tuple[str, str], dict[str, dict[str, Reference]]]:
+    """(model name, prompt id) -> kind -> component -> Reference, from REFERENCES_FILE."""
+    data = json.loads(REFERENCES_FILE.read_text(encoding="utf-8"))
+    return {
+        (e["model"], e["prompt"]): {
+            kind: {part: Reference(*e[kind][part]) for part in ("llm", "length")}
+            for kind in ("complexity", "quality")
+        }
+        for e in data["references"]
+    }
 
 
 class NoReferenceError(ValueError):
@@ -187,10 +191,10 @@ class NoReferenceError(ValueError):
 def reference(profile, kind: str) -> dict[str, Reference]:
     model = profile.model if kind == "complexity" else profile.quality_model
     try:
-        return REFERENCES[(model, prompt_id(profile.prompt))][kind]
+        return references()[(model, prompt_id(profile.prompt))][kind]
     except KeyError:
         raise NoReferenceError(
             f"score.length_prior needs reference statistics for model '{model}' with prompt '{profile.prompt}', "
             "and none are recorded: set score.length_prior: 0 (pure Deita), or measure them with "
-            "`python benchmarks/scoring_validity.py --reference` and add them to curate/scoring/prior.py"
+            "`python benchmarks/scoring_validity.py --reference` and add them to curate/data/score_references.json"
         ) from None

@@ -1,15 +1,17 @@
-"""How far each known scorer agrees with people, as measured by benchmarks/scoring_validity.py.
+"""How far each known scorer agrees with people: the figures in curate/data/scorer_validity.json.
 
-Complexity: Spearman rho with the human Difficulty (1-10) of WizardLM test instructions (odd idx: the
-shared copy; even idx: the held-out half of the same public file).
-Quality: share of PandaLM test items with a human majority (no tie) where the response with the higher
-quality score is the one people preferred. Figures are copied from a benchmark run (provenance below);
-`curate score` prints them for the configured scorer and warns when it has none.
+Complexity: Spearman rho with the human Difficulty (1-10) of WizardLM test instructions. Quality: share
+of PandaLM test items with a human majority (no tie) where the response with the higher quality score
+is the one people preferred. `curate score` prints them for the configured scorer and warns when it has
+none; each entry names the benchmark run it was copied from.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from curate.config import LLMConfig, ScoreConfig
@@ -21,7 +23,7 @@ class Validity:
     complexity_rho: float | None
     quality_agreement: float | None
     provenance: str
-    baselines: dict[str, float] | None = None  # measured on the same items, when not BASELINES' items
+    baselines: dict[str, float] | None = None  # measured on these items, where they differ from the file's
 
 
 @dataclass(frozen=True)
@@ -40,59 +42,24 @@ class Profile:
         return asdict(self.validity) if self.validity else None
 
 
-# Measured in the same runs on the same items (PandaLM non-tie items 0-399): log word count of the
-# instruction; "the longer response (in words) wins"; the gpt-3.5-turbo verdicts shipped with PandaLM.
-BASELINES = {"length_rho": 0.274, "longer_wins": 0.607, "gpt35": 0.783}
-GEMMA = "gemma-3-270m-q4_k_m.gguf"
-SMOL = "SmolLM2-135M-Instruct (GGUF, embedded)"
-ANCHORED = "deita-anchored@60e86b15"
-_RUN = "benchmarks/scoring_validity.py --threads 1, --limit 200 and --offset 200 --limit 200, 2026-11-24"
-_SAMPLE = "109 WizardLM odd-idx instructions; PandaLM non-tie items 0-399"
-HEAD = "quality-head@0cbd6159 (all-MiniLM-L6-v2)"
-_RUN_HEAD = (
-    "benchmarks/quality_head.py; scoring_validity.py --skip-quality --threads 2 "
-    "(--wizard <full WizardLM test set> --parity even), 2026-12-01"
-)
+VALIDITY_FILE = Path(__file__).resolve().parent.parent / "data" / "scorer_validity.json"
 
 
 def scorer_key(model: str, quality_model: str, method: str, prompt: str, length_prior: float) -> str:
     return f"{model} | {quality_model} | {method} | prompt={prompt} | length_prior={length_prior:g}"
 
 
-# key -> figures, copied from benchmarks/scoring_validity.py runs (provenance in each entry).
-KNOWN: dict[str, Validity] = {
-    # The embedded default since the quality head: complexity as below (Gemma, anchored, length prior 0.5),
-    # quality from curate/scoring/head.py, fitted on OASST + constructed failures, measured on all 894
-    # PandaLM non-tie items by benchmarks/quality_head.py (same run: longer wins 0.673, gpt-3.5 0.774);
-    # the only other variant ever scored there, without the OASST pairs, gave 0.705.
-    # Complexity on the 109 even-idx WizardLM instructions, held out (never looked at while the anchors
-    # were written; the odd ones, which were, give 0.495).
-    scorer_key(GEMMA, HEAD, "complexity: logits+length-prior; quality: head", ANCHORED, 0.5): Validity(
-        0.545,
-        0.713,
-        f"{_RUN_HEAD}; 109 WizardLM even-idx instructions (held out; odd-idx: 0.495); PandaLM non-tie items 0-893",
-        {"length_rho": 0.266, "longer_wins": 0.673, "gpt35": 0.774},
-    ),
-    # The embedded default before the quality head (quality_scorer: llm). Quality: 0.650 on
-    # items 0-199 (seen when the model was chosen), 0.560 on 200-399 (held out): 0.605 on both.
-    scorer_key(GEMMA, GEMMA, "logits+length-prior", ANCHORED, 0.5): Validity(
-        0.490, 0.605, f"{_RUN}; {_SAMPLE}"
-    ),
-    # Pure Deita values of the same scorer: 0.550 on items 0-199, 0.590 on 200-399.
-    scorer_key(GEMMA, GEMMA, "logits", ANCHORED, 0): Validity(0.490, 0.570, f"{_RUN}; {_SAMPLE}"),
-    scorer_key(SMOL, SMOL, "logits", ANCHORED, 0): Validity(
-        0.317,
-        0.570,
-        "benchmarks/scoring_validity.py --limit 200 --threads 1, 2026-11-24; 109 WizardLM odd-idx instructions; "
-        "PandaLM non-tie items 0-199",
-    ),
-    # Deita's exact zero-shot prompt on the embedded SmolLM2: anti-correlated with people.
-    scorer_key(SMOL, SMOL, "logits", "deita", 0): Validity(
-        -0.226,
-        None,
-        "benchmarks/scoring_validity.py --skip-quality --threads 1, 2026-11-24; 109 WizardLM odd-idx",
-    ),
-}
+@functools.lru_cache(maxsize=1)
+def known() -> tuple[dict[str, float], dict[str, Validity]]:
+    """The baselines and the measured validity of every known scorer, by scorer key (from VALIDITY_FILE)."""
+    data = json.loads(VALIDITY_FILE.read_text(encoding="utf-8"))
+    scorers = {
+        scorer_key(e["model"], e["quality_model"], e["method"], e["prompt"], e["length_prior"]): Validity(
+            e["complexity_rho"], e["quality_agreement"], e["provenance"], e.get("baselines")
+        )
+        for e in data["scorers"]
+    }
+    return data["baselines"]["values"], scorers
 
 
 def scorer_profile(sc: ScoreConfig, c_cfg: LLMConfig, q_cfg: LLMConfig, method: str) -> Profile:
@@ -109,7 +76,7 @@ def scorer_profile(sc: ScoreConfig, c_cfg: LLMConfig, q_cfg: LLMConfig, method: 
     key = scorer_key(
         model, q_model, row_method, prompt_id(sc.prompt) if method == "logits" else "distilabel", prior
     )
-    return Profile(key, model, q_model, row_method, sc.prompt, prior, KNOWN.get(key))
+    return Profile(key, model, q_model, row_method, sc.prompt, prior, known()[1].get(key))
 
 
 def describe_validity(p: Profile) -> str:
@@ -124,7 +91,7 @@ def describe_validity(p: Profile) -> str:
         parts.append(f"complexity vs human difficulty Spearman rho = {v.complexity_rho:.2f}")
     if v.quality_agreement is not None:
         parts.append(f"quality agrees with human preference on {100 * v.quality_agreement:.1f}% of pairs")
-    base = v.baselines or BASELINES
+    base = v.baselines or known()[0]
     text = f"[bold]scorer validity[/] ({p.key}): " + "; ".join(parts) + f" [dim]({v.provenance})[/]"
     text += (
         f"\n  for scale: instruction length rho = {base['length_rho']:.2f}, the longer response wins "

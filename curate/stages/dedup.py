@@ -156,8 +156,8 @@ def _pairs_exact(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarra
 def ann_params(n: int, nprobe: int | None = None) -> tuple[int, int]:
     """IVF cells and cells probed per vector: sqrt(probe * n) cells balance assignment and comparison cost.
 
-    Near-duplicates sit in the same or an adjacent Voronoi cell; probing 8 cells from both ends of every
-    pair found 100% of brute force's pairs at 0.9 and 99.99% at 0.8 (benchmarks/dedup_speed.py).
+    Near-duplicates sit in the same or an adjacent Voronoi cell, so 8 probes from both ends of a pair find
+    nearly all of brute force's pairs (recall measured by benchmarks/dedup_speed.py; see the README).
     """
     probe = nprobe or 8
     nlist = max(1, min(int(math.sqrt(probe * n)), n // 40))
@@ -172,8 +172,8 @@ def _pairs_faiss(
     Each vector lives in its nearest cell and is compared, by exact matrix products, with the members of
     the cells it probes; a pair is found when either end probes the other's cell. Scores are the exact
     float32 dot products, so nothing above the threshold is approximated, only possibly missed.
-    Hand-written around faiss' k-means because faiss' own IndexIVFFlat.range_search scanned lists at
-    3-6 GFLOP/s on the 2-core dev machine against ~70 for numpy's matrix product (100k vectors, 384-d).
+    Hand-written around faiss' k-means because faiss' own IndexIVFFlat.range_search scans its lists an
+    order of magnitude slower than numpy's blocked matrix products on CPU (figures in the README).
     """
     try:
         import faiss

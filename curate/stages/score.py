@@ -11,10 +11,10 @@ The default scorer (no `score.llm` set, `local` extra installed): complexity fro
 Gemma-3-270M with Deita's template after hand-written anchors, mixed with a length prior (the pure Deita
 value stays in `complexity_llm`), and quality from the embedded quality head (curate/scoring/head.py:
 embedding + text features, fitted on non-evaluation preference data), because tiny models on Deita's
-prompts do not agree with people (SmolLM2's complexity rho < 0; their quality no better than length).
-score_method says "complexity: logits+length-prior; quality: head"; the measured figures are in
-curate/scoring/validity.py. A configured scorer (e.g. hkust-nlp/deita-complexity-scorer through
-transformers) gets Deita's exact prompts for both, no prior, no head.
+prompts do not agree with people. score_method says "complexity: logits+length-prior; quality: head";
+the measured agreement of each known scorer is in curate/data/scorer_validity.json. A configured scorer
+(e.g. hkust-nlp/deita-complexity-scorer through transformers) gets Deita's exact prompts for both, no
+prior, no head.
 """
 
 from __future__ import annotations
