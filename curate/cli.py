@@ -67,9 +67,11 @@ def _stage_command(
     """A stage's CLI command: read `input`, run the stage function `curate run` runs, write `output`.
 
     `headline` may name {n} (rows kept), {output} and any split ({removed}, {rejected}) as a count."""
-    from curate.io import read_rows, write_stage
+    from curate.io import check_output, read_rows, write_stage
 
     def go() -> StageResult:
+        if output is not None:
+            check_output(output)  # before the work: never minutes of embedding, then a refusal
         ds = read_rows(input) if input is not None or required else None
         result = fn(cfg, ds, source=input)
         if output is not None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
 import shutil
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from curate.stages import StageResult
 
 MAIN_SPLIT = "train"
+OUTPUT_MARKER = ".curate-output.json"  # in every directory curate writes: only such directories are replaced
 READABLE = (".jsonl", ".json", ".parquet", ".csv")
 
 
@@ -83,7 +87,9 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         raise InputError(
             path, f"not valid UTF-8 (byte {exc.start}): re-encode the file as UTF-8", line
         ) from None
-    reader = csv.DictReader(text.splitlines())
+    # The csv module reads the raw text: quoted fields keep their newlines (and U+2028 and friends, which
+    # str.splitlines would break on), and line_num counts the file's own lines.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
     for row in reader:
         if None in row:
@@ -121,10 +127,12 @@ def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str]
 
 
 def _from_rows(path: Path, rows: list[dict[str, Any]]) -> Dataset:
+    """One table over all rows: every key any row has is a column (None where a row lacks it)."""
     if not rows:
         raise InputError(path, "the input has no rows")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     try:
-        return Dataset.from_list(rows)
+        return Dataset.from_dict({c: [row.get(c) for row in rows] for c in columns})
     except (pa.ArrowException, TypeError, ValueError) as exc:  # pyarrow type clashes between rows
         raise InputError(path, f"rows have inconsistent types: {exc}") from None
 
@@ -169,11 +177,12 @@ def require_columns(ds: Dataset, columns: Sequence[str], path: Path | str) -> No
 
 
 def check_text_column(ds: Dataset, column: str, path: Path | str) -> None:
-    """Fail on rows whose text column is empty or not a string, naming the first such row (1-based)."""
+    """Fail on rows whose text column is not a string or shows nothing (empty, blanks, or only invisible
+    format characters such as zero-width spaces), naming the first such row (1-based)."""
     require_columns(ds, [column], path)
     for i, value in enumerate(ds[column]):
-        if not isinstance(value, str) or not value.strip():
-            bad = sum(1 for v in ds[column] if not isinstance(v, str) or not v.strip())
+        if not is_visible_text(value):
+            bad = sum(1 for v in ds[column] if not is_visible_text(v))
             raise InputError(
                 path, f"empty or missing text in {bad} row(s), first at row {i + 1}", i + 1, column
             )
@@ -184,16 +193,59 @@ def load_stats(path: Path | str) -> dict[str, Any]:
     return json.loads(stats.read_text()) if stats.exists() else {}
 
 
+def is_visible_text(value: Any) -> bool:
+    """Whether `value` is a string that shows something: not only blanks and invisible format characters."""
+    return isinstance(value, str) and any(
+        not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in value
+    )
+
+
+def is_curate_output(path: Path) -> bool:
+    """Whether `path` is a directory curate wrote (its marker file, or the stage layout it wrote before)."""
+    if not path.is_dir():
+        return False
+    if (path / OUTPUT_MARKER).is_file():
+        return True
+    return (path / "dataset_dict.json").is_file() and (path / "parquet").is_dir()
+
+
+def check_output(out: Path | str) -> Path:
+    """Fail before any work if `out` cannot be written: it holds something curate did not write, or its
+    parent is not a writable directory. An absent path, an empty directory or curate's own output is fine."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InputError(
+            out, "exists and is not a directory: curate writes a directory here; choose another path"
+        )
+    if out.is_dir() and any(out.iterdir()) and not is_curate_output(out):
+        raise InputError(
+            out,
+            "exists and holds files curate did not write: choose another output path (curate only "
+            "replaces its own outputs)",
+        )
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(parent, "is not a writable directory: cannot write the output here")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_dir(out: Path | str) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces `out` only if the block succeeds."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary sibling directory that replaces `out` only if the block succeeds.
+
+    `out` may be absent, empty or a curate output (see `check_output`); anything else is refused
+    before the block runs, so no user file is ever replaced."""
+    out = check_output(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(out.parent, f"cannot create the output directory: {exc.strerror}") from None
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
+        write_json(tmp / OUTPUT_MARKER, {"written_by": "curate", "version": _curate_version()})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -264,3 +316,10 @@ def write_dataset(
 def write_stage(out: Path | str, result: StageResult) -> Path:
     """Write a stage's result under `out` (its splits and stats.json), atomically."""
     return write_dataset(out, result.splits, result.stats)
+
+
+def _curate_version() -> str:
+    try:
+        return version("curate")
+    except PackageNotFoundError:
+        return "unknown"
