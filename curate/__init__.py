@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
-    "config",
     "dedup",
     "export",
     "generate_instructions",
     "generate_preferences",
+    "make_config",
     "push",
     "read",
     "score",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def config(path: Path | str | Config | None = None, **sections: Mapping[str, Any]) -> Config:
+def make_config(path: Path | str | Config | None = None, **sections: Mapping[str, Any]) -> Config:
     """The effective config: defaults < `path` (a curate.yaml, or a Config) < environment < `sections`."""
     from curate.config import Config, deep_merge, dump_config, load_config
 
@@ -149,7 +149,7 @@ def _run(
 
 
 def _stage_config(base: Path | str | Config | None, sections: dict[str, Any]) -> Config:
-    return config(base, **{name: values for name, values in sections.items() if values})
+    return make_config(base, **{name: values for name, values in sections.items() if values})
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -49,27 +49,66 @@ def embedding_dim(emb: EmbeddingConfig) -> int:
     return int(getter())
 
 
-def embed(texts: Sequence[str], emb: EmbeddingConfig, description: str = "embedding") -> np.ndarray:
-    """Normalised float32 embeddings, in chunks (for a progress bar) of texts sorted by length.
+def windows(texts: Sequence[str], emb: EmbeddingConfig) -> tuple[list[str], np.ndarray]:
+    """Each text cut into pieces the encoder reads whole (its `max_seq_length` in tokens), in order, and
+    for every piece the index of its text. A text within the window is its own single piece."""
+    from curate.models import load_encoder
 
-    Sorting globally keeps padding as low as one big `encode` call does (it sorts within its input only).
+    model = load_encoder(emb)
+    window = max(8, int(model.max_seq_length or 256) - 2)  # room for the [CLS] / [SEP] markers
+    tokenizer = model.tokenizer
+    pieces: list[str] = []
+    owner: list[int] = []
+    # A text with fewer characters than the window has fewer tokens too: only longer ones are tokenised.
+    long = [i for i, t in enumerate(texts) if len(t) > window]
+    ids = (
+        dict(zip(long, tokenizer([texts[i] for i in long], add_special_tokens=False)["input_ids"]))
+        if long
+        else {}
+    )
+    for i, text in enumerate(texts):
+        tokens = ids.get(i)
+        if tokens is None or len(tokens) <= window:
+            pieces.append(text)
+            owner.append(i)
+            continue
+        for start in range(0, len(tokens), window):
+            pieces.append(tokenizer.decode(tokens[start : start + window]))
+            owner.append(i)
+    return pieces, np.asarray(owner, dtype=np.int64)
+
+
+def embed(texts: Sequence[str], emb: EmbeddingConfig, description: str = "embedding") -> np.ndarray:
+    """Normalised float32 embeddings of whole texts: a text longer than the encoder's window is the
+    normalised mean of its windows' embeddings (the encoder alone would read only its first window, and
+    two texts that share a long beginning would look identical).
+
+    Pieces are embedded in chunks (for a progress bar) sorted by length: sorting globally keeps padding
+    as low as one big `encode` call does (it sorts within its input only).
     """
     from curate.models import encode
 
-    n = len(texts)
-    out: np.ndarray | None = None
-    order = np.argsort([-len(t) for t in texts], kind="stable")
+    pieces, owner = windows(texts, emb)
+    n = len(pieces)
+    vectors: np.ndarray | None = None
+    order = np.argsort([-len(t) for t in pieces], kind="stable")
     chunk = max(emb.batch_size * 16, 256)
     with progress() as bar:
-        task = bar.add_task(description, total=n)
+        task = bar.add_task(description if n == len(texts) else f"{description} ({n} windows)", total=n)
         for start in range(0, n, chunk):
             idx = order[start : start + chunk]
-            vectors = encode([texts[i] for i in idx], emb)
-            if out is None:
-                out = np.empty((n, vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
+            part = encode([pieces[i] for i in idx], emb)
+            if vectors is None:
+                vectors = np.empty((n, part.shape[1]), dtype=np.float32)
+            vectors[idx] = part
             bar.advance(task, len(idx))
-    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+    if vectors is None:
+        return np.empty((0, 0), dtype=np.float32)
+    if n == len(texts):
+        return vectors
+    sums = np.zeros((len(texts), vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, vectors)
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
 
 
 def stored_embeddings(ds: Dataset, dim: int) -> np.ndarray | None:

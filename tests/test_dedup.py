@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from datasets import Dataset
@@ -215,3 +218,25 @@ def test_declared_embedding_size_matches_the_loaded_encoder():
     from curate.models import load_encoder
 
     assert embedding_dim(EMB) == load_encoder(EMB).encode(["x"]).shape[1] == 384
+
+
+@pytest.mark.slow
+def test_long_texts_are_compared_whole_not_by_their_first_window(shared_data: Path) -> None:
+    """Real long LIMA answers: two different texts that share a beginning longer than the encoder's window
+    are not duplicates (read as one window they were identical, similarity 1.0); a long text and the same
+    text with one sentence added still are."""
+    lima = json.loads((shared_data / "instructions" / "lima" / "lima_llamafactory.json").read_text())
+    long = [r["output"] for r in lima if len(r["output"]) > 4000][:3]
+    shared, first, second = long
+    beginning = shared[:2000]  # several hundred tokens: beyond all-MiniLM-L6-v2's 256
+    rows = [
+        {"id": "first", "instruction": beginning + "\n\n" + first},
+        {"id": "second", "instruction": beginning + "\n\n" + second},
+        {"id": "whole", "instruction": shared},
+        {"id": "plus", "instruction": shared + " I hope this helps with your question."},
+    ]
+    kept, removed, _ = dedup(Dataset.from_list(rows), DedupConfig(), EMB)
+    assert removed["id"] == ["plus"] and removed["duplicate_of"] == ["whole"]
+    assert set(kept["id"]) == {"first", "second", "whole"}
+    sims = np.asarray(kept["embedding"]) @ np.asarray(kept["embedding"]).T
+    assert sims[0, 1] < DedupConfig().threshold  # the shared beginning alone does not make them duplicates

@@ -39,6 +39,8 @@ from curate.stages import StageResult
 
 INSTRUCTION_COLUMNS = ("instruction", "prompt")
 RESPONSE_COLUMNS = ("response", "output")
+PAIR_COLUMNS = "response_a, response_b"  # a pair's two responses: scored like `generations`
+MULTI_RESPONSE = ("generations", PAIR_COLUMNS)
 SCORE_COLUMNS = (
     "complexity",
     "quality_scores",
@@ -64,7 +66,8 @@ def _instruction_column(ds: Dataset, source: Any) -> str:
 
 
 def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | None]:
-    """Per row, the responses to score: all `generations`, or the single `response` / `output`."""
+    """Per row, the responses to score: all `generations`, both of `response_a` / `response_b`, or the
+    single `response` / `output`."""
     if "generations" in ds.column_names:
         rows = ds["generations"]
         for i, gens in enumerate(rows):
@@ -84,6 +87,10 @@ def _responses(ds: Dataset, source: Any) -> tuple[str | None, list[list[str]] | 
                         "generations",
                     )
         return "generations", [list(g) for g in rows]
+    if {"response_a", "response_b"} <= set(ds.column_names):
+        for col in ("response_a", "response_b"):
+            check_text_column(ds, col, source or "<dataset>")
+        return PAIR_COLUMNS, [[a, b] for a, b in zip(ds["response_a"], ds["response_b"])]
     for col in RESPONSE_COLUMNS:
         if col in ds.column_names:
             check_text_column(ds, col, source or "<dataset>")
@@ -296,7 +303,7 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     )
     out = ds.remove_columns([c for c in SCORE_COLUMNS if c in ds.column_names])
     out = out.add_column("complexity", complexity_col)
-    if resp_col == "generations":
+    if resp_col in MULTI_RESPONSE:
         out = out.add_column("quality_scores", quality_lists)
     out = out.add_column("quality", quality_col)
     out = out.add_column("deita_score", deita)
@@ -304,13 +311,13 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
     out = out.add_column("scorer_model", [scorer] * len(ds))
     if row_method != method:  # an ensemble: keep the pure Deita values beside the final ones
         out = out.add_column("complexity_llm", c_llm_col)
-        if resp_col == "generations" and q_llm_col is not None:
+        if resp_col in MULTI_RESPONSE and q_llm_col is not None:
             out = out.add_column("quality_llm_scores", q_llm_col)
         elif q_llm_col is not None:
             out = out.add_column("quality_llm", [q[0] for q in q_llm_col])
     if responses is None:
         console.print(
-            "[yellow]warning:[/] no response column (generations, response or output): only "
+            "[yellow]warning:[/] no response column (generations, response_a/_b, response or output): only "
             "complexity was scored; quality and deita_score are empty"
         )
 

@@ -46,13 +46,16 @@ def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
     if not pairs:
         return None
     if len(dims) > 1 or missing:
-        from curate.models import encode
+        from curate.embeddings import embed
 
         todo = pairs if len(dims) > 1 else missing
-        vectors = encode([messages_text(p["messages"]) for p in todo], cfg.embeddings)
+        vectors = embed([messages_text(p["messages"]) for p in todo], cfg.embeddings, "embedding prompts")
         if dims and vectors.shape[1] not in dims:
             # The stored embeddings come from another model: one dataset needs one vector space.
-            todo, vectors = pairs, encode([messages_text(p["messages"]) for p in pairs], cfg.embeddings)
+            todo = pairs
+            vectors = embed(
+                [messages_text(p["messages"]) for p in pairs], cfg.embeddings, "embedding prompts"
+            )
         for pair, vec in zip(todo, vectors):
             pair["embedding"] = [float(v) for v in vec]
     return len(pairs[0]["embedding"])
