@@ -12,16 +12,36 @@ NO_AMX = -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 endif
 
-.PHONY: install system-deps demo test test-fast lint clean
+.PHONY: install lock system-deps demo test test-fast lint clean
 
 install: $(VENV)/.installed
 
-# llama-cpp-python builds from source once (~8 min on 2 cores); pip's wheel cache keeps it after that.
-$(VENV)/.installed: pyproject.toml
+# The install is the tested one: every package at the version in requirements.lock (`make lock`
+# regenerates it). llama-cpp-python builds from source once (~8 min on 2 cores); pip's wheel cache
+# keeps it after that.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --progress-bar off -e '.[all]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --progress-bar off -c requirements.lock -e '.[all]'
 	touch $@
+
+# Re-resolve pyproject's ranges from scratch in a throwaway venv and pin what pip picks: after
+# changing a dependency in pyproject.toml, or to upgrade everything (then `make test`, and commit
+# the lock with the change). It installs the whole `.[all]` set again: about 20 minutes on 2 cores
+# when llama-cpp-python has to be built, some 10 with its wheel in pip's cache.
+# Only names and versions are written: a local version label (torch's +cpu) is dropped, since
+# `==2.13.0` matches it wherever the CPU build is the one pip finds.
+lock:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip; \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" "$$tmp/venv/bin/python" -m pip install --progress-bar off -e '.[all]'; \
+	"$$tmp/venv/bin/python" -m pip list --format=freeze --exclude-editable > "$$tmp/freeze"; \
+	{ echo "# The tested install: every package that \`pip install -e '.[all]'\` resolves, pinned."; \
+	  echo "# Used as pip constraints by \`make install\`; regenerate with \`make lock\` (see the Makefile)."; \
+	  sed 's/+[^=]*$$//' "$$tmp/freeze"; } > requirements.lock.tmp; \
+	mv requirements.lock.tmp requirements.lock; \
+	echo "wrote requirements.lock ($$(grep -vc '^#' requirements.lock) packages)"
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -38,8 +58,11 @@ test: install system-deps
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not server and not browser"
 
-lint:
-	$(BIN)/ruff check curate pipelines tests benchmarks
+LINT_PATHS = curate pipelines tests benchmarks
+# ruff is pinned by the lock, so its rules and formatting are the same everywhere.
+lint: install
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
