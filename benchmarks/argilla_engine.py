@@ -484,7 +484,8 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
         TextQuery,
     )
 
-    from curate.server.search_engine import SQLiteSearchEngine, _connect
+    from curate.server.search.engine import SQLiteSearchEngine
+    from curate.server.search.schema import connect
 
     print(f"\n== Part 2: the search engine alone, {n_records} records ({tmp})")
     engine = SQLiteSearchEngine()
@@ -638,7 +639,7 @@ def engine_part(n_records: int, reps: int, batch: int) -> None:
                 },
             ),
         ]
-        conn = _connect()
+        conn = connect()
         ds_n = conn.execute("SELECT ds FROM datasets WHERE id=?", (str(dataset.id),)).fetchone()[0]
         base = []
         for _ in range(reps):

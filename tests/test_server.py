@@ -1,4 +1,5 @@
-"""The embedded Argilla end to end: the real argilla-server, Redis, the rq worker and our SQLite search engine.
+"""The embedded Argilla end to end: the real argilla-server, Redis, the rq worker and our SQLite search
+engine.
 
 Every expectation is computed from the records we logged (and the responses we sent), never hard-coded.
 """
@@ -776,20 +777,20 @@ def test_a_piece_is_known_by_its_start_not_by_the_wall_clock(tmp_path: Path):
 
     from curate.server import launcher
 
-    entry = launcher._spawn(
+    entry = launcher.spawn(
         [sys.executable, "-c", "import time; time.sleep(120)"],
         tmp_path / "piece.log",
         dict(os.environ),
         tmp_path,
     )
     try:
-        assert entry["start_ticks"] is not None and launcher._is_ours(entry)
-        assert launcher._is_ours({**entry, "create_time": entry["create_time"] + 1.0})  # clock stepped
-        assert not launcher._is_ours({**entry, "start_ticks": entry["start_ticks"] - 1})  # another process
+        assert entry["start_ticks"] is not None and launcher.is_ours(entry)
+        assert launcher.is_ours({**entry, "create_time": entry["create_time"] + 1.0})  # clock stepped
+        assert not launcher.is_ours({**entry, "start_ticks": entry["start_ticks"] - 1})  # another process
     finally:
         psutil.Process(entry["pid"]).kill()
     psutil.Process(entry["pid"]).wait()
-    assert not launcher._is_ours(entry)
+    assert not launcher.is_ours(entry)
 
 
 def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
@@ -827,7 +828,8 @@ def test_restart_keeps_data_and_logins_and_reports_crashes(tmp_path: Path):
         info2 = launcher.start(data_dir)
         assert info2.started and not info2.first_start and info2.api_key == info.api_key
         with httpx.Client(base_url=f"{info2.url}/api/v1") as api:
-            # the UI session token from before the restart is still valid (same secret), and so is the password
+            # the UI session token from before the restart is still valid (same secret), and so is the
+            # password
             assert (
                 api.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["username"]
                 == "restart-ann"
@@ -902,7 +904,8 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
         TermsFilter,
     )
 
-    from curate.server import search_engine as se
+    from curate.server.search import paging, schema
+    from curate.server.search.engine import SQLiteSearchEngine
 
     rng = random.Random(5)
     dataset = NS(id=uuid.uuid4(), is_draft=False, fields=[NS(name="text", settings={"type": "text"})])
@@ -939,7 +942,7 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
                 vectors=[],
             )
         )
-    engine = se.SQLiteSearchEngine()
+    engine = SQLiteSearchEngine()
 
     async def index():
         await engine.create_index(dataset)
@@ -968,7 +971,7 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
     pages = [(0, 10), (0, 2500), (1990, 30), (2240, 50)]
 
     def run(threshold):
-        monkeypatch.setattr(se, "INDEX_SORT_MIN_TOTAL", threshold)
+        monkeypatch.setattr(paging, "INDEX_SORT_MIN_TOTAL", threshold)
         out = []
         for sort in sorts:
             for flt in filters:
@@ -988,7 +991,7 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
     pending = AndFilter([TermsFilter(RecordFilterScope("status"), ["pending"])])
 
     def user_pages(windows):
-        monkeypatch.setattr(se, "USER_ORDER_WINDOWS", windows)
+        monkeypatch.setattr(paging, "USER_ORDER_WINDOWS", windows)
         out = []
         for user in ("u1", "u2", "u3"):
             for flt in (None, pending, filters[1]):
@@ -1004,5 +1007,5 @@ def test_index_ordered_sort_matches_generic_path(tmp_path: Path, monkeypatch):
     assert windowed[0] != windowed[15]  # users see different orders
     assert any(len(ids) == 50 for _, ids in fast) and all(len(set(ids)) == len(ids) for _, ids in fast)
     # the shortcut was really taken for single-valued keys, and refused for the list-valued one
-    conn = se._connect()
+    conn = schema.connect()
     assert conn.execute("SELECT key FROM multikeys").fetchall() == [("m:tags",)]

@@ -60,9 +60,10 @@ async def reindex_if_needed() -> list[str]:
     from argilla_server.models import Dataset, Record
     from sqlalchemy import func, select
 
-    from curate.server.search_engine import SQLiteSearchEngine, _connect
+    from curate.server.search.engine import SQLiteSearchEngine
+    from curate.server.search.schema import connect
 
-    conn = _connect()
+    conn = connect()
     indexed = dict(
         conn.execute(
             "SELECT d.id, (SELECT COUNT(*) FROM records r WHERE r.ds = d.ds) FROM datasets d"
@@ -107,7 +108,7 @@ def main() -> None:
     from curate.server import _sqlite
 
     _sqlite.install()
-    import curate.server.search_engine  # noqa: F401  (registers the engine named in ARGILLA_SEARCH_ENGINE)
+    import curate.server.search.engine  # noqa: F401  (registers the engine named in ARGILLA_SEARCH_ENGINE)
 
     migrate()
     asyncio.run(ensure_owner(args.credentials))

@@ -15,7 +15,7 @@ def main() -> None:
     from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
     from rq import Worker
 
-    import curate.server.search_engine  # noqa: F401  (registers the engine named in ARGILLA_SEARCH_ENGINE)
+    import curate.server.search.engine  # noqa: F401  (registers the engine named in ARGILLA_SEARCH_ENGINE)
 
     worker = Worker([HIGH_QUEUE, DEFAULT_QUEUE], connection=REDIS_CONNECTION)
     worker.work(with_scheduler=False)

@@ -58,8 +58,8 @@ def start(
     port = cfg.server.port if port is None else port
     if host not in launcher.LOCAL_HOSTS:
         console.print(
-            f"[bold yellow]warning:[/] binding {host}: anyone who can reach this machine can reach the server "
-            "(log-ins are still required). Use 127.0.0.1 to keep it local.",
+            f"[bold yellow]warning:[/] binding {host}: anyone who can reach this machine can reach the "
+            "server (log-ins are still required). Use 127.0.0.1 to keep it local.",
             highlight=False,
         )
     try:
@@ -121,7 +121,7 @@ def stop(data_dir: Optional[Path] = DataDirOpt, config: Optional[Path] = ConfigO
     except ServerError as exc:
         _fail(str(exc))
     if not result:
-        console.print(f"not running (data: {launcher._resolve(data_dir)})", highlight=False)
+        console.print(f"not running (data: {launcher.resolve_data_dir(data_dir)})", highlight=False)
         return
     for name, what in result.items():
         style = "green" if what == "stopped" else "yellow"
@@ -176,7 +176,7 @@ def users_add(
     info = launcher.running_info(data_dir)
     if info is None:
         _fail(
-            f"the embedded server is not running (data: {launcher._resolve(data_dir)}); "
+            f"the embedded server is not running (data: {launcher.resolve_data_dir(data_dir)}); "
             "start it with `curate server start`"
         )
     try:

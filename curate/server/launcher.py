@@ -2,7 +2,7 @@
 
 Everything lives in one data directory:
     argilla.db          argilla-server's SQLite database (migrated at each start)
-    search.sqlite3      our search engine's index (curate.server.search_engine)
+    search.sqlite3      our search engine's index (curate.server.search)
     credentials.json    owner username / password / API key and the auth secret (mode 0600)
     server.json         the running instance: URL, ports and the PIDs we started (with start times)
     logs/               redis.log, server.log, worker.log
@@ -12,6 +12,7 @@ Each piece runs in its own session, so `stop` signals exactly the process groups
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -29,10 +30,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from curate.server.search import ENGINE_NAME
+
 OWNER = "curate"
-SEARCH_ENGINE = (
-    "curate-sqlite"  # = curate.server.search_engine.ENGINE_NAME (not imported: it pulls the server)
-)
 PIECES = ("redis", "server", "worker")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 START_TIMEOUT = 300.0  # first start on a busy 2-core machine: imports + migrations take a while
@@ -94,7 +94,8 @@ def default_data_dir() -> Path:
         return Path(base) / "curate" / "argilla"
 
 
-def _resolve(data_dir: Path | str | None) -> Path:
+def resolve_data_dir(data_dir: Path | str | None) -> Path:
+    """The absolute data dir: the one given, else `default_data_dir()`."""
     return (Path(data_dir) if data_dir else default_data_dir()).expanduser().resolve()
 
 
@@ -137,7 +138,7 @@ def _load_or_create_credentials(data_dir: Path) -> tuple[dict, bool]:
 
 def read_credentials(data_dir: Path | str | None = None) -> dict:
     """The owner's credentials of an embedded server's data dir."""
-    path = _credentials_path(_resolve(data_dir))
+    path = _credentials_path(resolve_data_dir(data_dir))
     if not path.exists():
         raise ServerError(f"no credentials at {path}: start the server once with `curate server start`")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -188,7 +189,7 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)" start at field 3
 
 
-def _is_ours(entry: dict | None) -> bool:
+def is_ours(entry: dict | None) -> bool:
     """True when the recorded process is still alive and is the one we started (not a reused PID)."""
     if not entry:
         return False
@@ -203,7 +204,8 @@ def _is_ours(entry: dict | None) -> bool:
         return False
 
 
-def _spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
+def spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
+    """Start `cmd` in its own session, output appended to `log`; its state entry (pid, start time, log)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
@@ -227,7 +229,7 @@ def _spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
 
 def _terminate(entry: dict | None, timeout: float = 20.0) -> bool:
     """SIGTERM the process group we started (SIGKILL after `timeout`); False if it was not running."""
-    if not _is_ours(entry):
+    if not is_ours(entry):
         return False
     pid = entry["pid"]
     try:
@@ -242,12 +244,12 @@ def _terminate(entry: dict | None, timeout: float = 20.0) -> bool:
     send(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _is_ours(entry) and not _group_alive(pid, target_group):
+        if not is_ours(entry) and not _group_alive(pid, target_group):
             return True
         time.sleep(0.1)
     send(signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _is_ours(entry):
+    while time.monotonic() < deadline and is_ours(entry):
         time.sleep(0.1)
     return True
 
@@ -389,7 +391,7 @@ def _worker_health(redis_port: int | None, pid: int | None) -> tuple[bool, str]:
 def _piece_status(name: str, state: dict, api_key: str) -> PieceStatus:
     entry = state.get("pids", {}).get(name)
     pid = entry.get("pid") if entry else None
-    if not _is_ours(entry):
+    if not is_ours(entry):
         tail = _log_tail(entry.get("log") if entry else None, 5)
         detail = f"not running (pid {pid} exited); see {entry.get('log')}" if entry else "never started"
         if tail:
@@ -406,7 +408,7 @@ def _piece_status(name: str, state: dict, api_key: str) -> PieceStatus:
 
 def status(data_dir: Path | str | None = None) -> ServerStatus:
     """URL, and the liveness and health of Redis, the server and the worker of a data dir."""
-    data_dir = _resolve(data_dir)
+    data_dir = resolve_data_dir(data_dir)
     state = _read_state(data_dir)
     creds_path = _credentials_path(data_dir)
     if state is None:
@@ -427,7 +429,7 @@ def _env(data_dir: Path, creds: dict, redis_port: int) -> dict:
         ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'argilla.db'}?check_same_thread=False",
         ARGILLA_DATABASE_SQLITE_TIMEOUT="60",
         ARGILLA_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        ARGILLA_SEARCH_ENGINE=SEARCH_ENGINE,
+        ARGILLA_SEARCH_ENGINE=ENGINE_NAME,
         ARGILLA_AUTH_SECRET_KEY=creds["auth_secret_key"],
         ARGILLA_AUTH_OAUTH_CFG=str(data_dir / ".oauth.yaml"),
         CURATE_SEARCH_DB=str(data_dir / "search.sqlite3"),
@@ -444,10 +446,9 @@ def _wait(check, proc_entry: dict, what: str, timeout: float) -> str:
         ok, detail = check()
         if ok:
             return detail
-        if not _is_ours(proc_entry):
-            raise ServerError(
-                f"{what} exited during start-up; last lines of {proc_entry['log']}:\n{_log_tail(proc_entry['log'])}"
-            )
+        if not is_ours(proc_entry):
+            log = proc_entry["log"]
+            raise ServerError(f"{what} exited during start-up; last lines of {log}:\n{_log_tail(log)}")
         time.sleep(0.25)
     raise ServerError(f"{what} not ready after {timeout:.0f}s ({detail}); see {proc_entry['log']}")
 
@@ -464,7 +465,7 @@ def start(
     A data dir whose pieces are partly dead (a crash) is stopped and started again; the dead pieces are
     listed in `ServerInfo.recovered`.
     """
-    data_dir = _resolve(data_dir)
+    data_dir = resolve_data_dir(data_dir)
     with _locked(data_dir):
         creds, created = _load_or_create_credentials(data_dir)
         recovered: list[str] = []
@@ -489,7 +490,7 @@ def start(
             "started_at": time.time(),
         }
         try:
-            state["pids"]["redis"] = _spawn(
+            state["pids"]["redis"] = spawn(
                 [
                     redis_binary(),
                     "--port",
@@ -511,7 +512,7 @@ def start(
             )
             _write_private(_state_path(data_dir), state)
             _wait(lambda: _redis_ping(redis_port), state["pids"]["redis"], "redis-server", 30)
-            state["pids"]["worker"] = _spawn(
+            state["pids"]["worker"] = spawn(
                 [sys.executable, "-m", "curate.server._worker"], logs / "worker.log", env, data_dir
             )
             _write_private(_state_path(data_dir), state)
@@ -538,7 +539,7 @@ def _start_server(
         server_port = _pick_port(host, port)
         url = _client_url(host, server_port)
         state.update(url=url, port=server_port)
-        state["pids"]["server"] = _spawn(
+        state["pids"]["server"] = spawn(
             [
                 sys.executable,
                 "-m",
@@ -557,7 +558,7 @@ def _start_server(
         _write_private(_state_path(data_dir), state)
         try:
             _wait(
-                lambda: _server_health(url, creds["api_key"]),
+                functools.partial(_server_health, url, creds["api_key"]),
                 state["pids"]["server"],
                 "argilla-server",
                 timeout,
@@ -583,7 +584,7 @@ def _stop_locked(data_dir: Path, state: dict) -> dict[str, str]:
 
 def stop(data_dir: Path | str | None = None) -> dict[str, str]:
     """Stop the processes recorded for a data dir: {piece: "stopped" | "was not running"} ({} if none)."""
-    data_dir = _resolve(data_dir)
+    data_dir = resolve_data_dir(data_dir)
     if not data_dir.exists():
         return {}
     with _locked(data_dir):
@@ -595,7 +596,7 @@ def stop(data_dir: Path | str | None = None) -> dict[str, str]:
 
 def running_info(data_dir: Path | str | None = None) -> ServerInfo | None:
     """The ServerInfo of a healthy running server for this data dir, else None (never starts anything)."""
-    data_dir = _resolve(data_dir)
+    data_dir = resolve_data_dir(data_dir)
     current = status(data_dir)
     if not current.running or current.url is None:
         return None
