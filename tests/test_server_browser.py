@@ -86,7 +86,8 @@ def review(argilla_server):
     ds = rg.Dataset(name="ui-review", workspace=workspace, settings=settings, client=client).create()
     answers = [
         (
-            "Sunlight scatters off air molecules, and blue light scatters the most, so we see blue everywhere.",
+            "Sunlight scatters off air molecules, and blue light scatters the most, "
+            "so we see blue everywhere.",
             "Because the ocean reflects onto the sky.",
         ),
         (

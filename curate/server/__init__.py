@@ -18,7 +18,8 @@ def print_credentials(info: ServerInfo, console: Console | None = None) -> None:
     """Show the owner's credentials (only after the first start; they are also in credentials.json)."""
     console = console or Console(stderr=True)
     console.print(
-        f"[bold]owner account created[/] (shown once; also in {info.data_dir / 'credentials.json'}, mode 0600)\n"
+        f"[bold]owner account created[/] "
+        f"(shown once; also in {info.data_dir / 'credentials.json'}, mode 0600)\n"
         f"  username: [bold]{info.username}[/]\n  password: [bold]{info.password}[/]\n"
         f"  API key:  [bold]{info.api_key}[/]",
         highlight=False,
@@ -32,7 +33,8 @@ def ensure_server(cfg: Config) -> tuple[str, str]:
         if cfg.argilla.api_key is None or not cfg.argilla.api_key.get_secret_value():
             raise ConfigError(
                 f"argilla.api_url is set ({cfg.argilla.api_url}) but no API key: set ARGILLA_API_KEY "
-                "(or argilla.api_key) to a key of that server, or unset ARGILLA_API_URL to use the embedded one"
+                "(or argilla.api_key) to a key of that server, "
+                "or unset ARGILLA_API_URL to use the embedded one"
             )
         return cfg.argilla.api_url.rstrip("/"), cfg.argilla.api_key.get_secret_value()
 

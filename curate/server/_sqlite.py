@@ -11,24 +11,20 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-_installed = False
+
+def _pragmas(dbapi_connection, connection_record):
+    if (
+        "sqlite" not in type(dbapi_connection).__module__.lower()
+        and "sqlite" not in type(dbapi_connection).__name__.lower()
+    ):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def install() -> None:
     """Register the PRAGMAs for every new SQLite connection (call before argilla_server.database)."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-
-    @event.listens_for(Engine, "connect")
-    def _pragmas(dbapi_connection, connection_record):
-        if (
-            "sqlite" not in type(dbapi_connection).__module__.lower()
-            and "sqlite" not in type(dbapi_connection).__name__.lower()
-        ):
-            return
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+    if not event.contains(Engine, "connect", _pragmas):
+        event.listen(Engine, "connect", _pragmas)

@@ -48,7 +48,8 @@ def add_user(
     workspaces: Iterable[str] = (),
     password: str | None = None,
 ) -> NewUser:
-    """Create a user with a random password (unless given) and add it to the workspaces (created if needed)."""
+    """Create a user with a random password (unless given) and add it to the workspaces (created if
+    needed)."""
     if role not in ROLES:
         raise ServerError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     password = password or secrets.token_urlsafe(12)
