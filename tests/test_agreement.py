@@ -138,5 +138,48 @@ def test_judge_vs_human_per_agent():
         record("r4", [sub("u1", "tie")], judge="tie", agent="small"),  # agree on tie
     ]
     jv = summary(records)["judge_vs_human"]
-    assert jv["gpt"] == {"records": 2, "agreement": 0.5, "overridden": 1, "votes": 6, "vote_agreement": 0.5}
+    none = dict.fromkeys(("A", "B", "tie"), 0)
+    assert jv["gpt"] == {
+        "records": 2,
+        "agreement": 0.5,
+        "overridden": 1,
+        "votes": 6,
+        "vote_agreement": 0.5,
+        # judge label -> human decision; r3 has no decision, so it is in no cell
+        "confusion": {"A": {"A": 1, "B": 1, "tie": 0}, "B": none, "tie": none},
+    }
     assert jv["small"]["agreement"] == 1.0 and jv["small"]["records"] == 1
+    assert jv["small"]["confusion"]["tie"] == {"A": 0, "B": 0, "tie": 1}
+
+
+def test_confusion_follows_the_export_policy():
+    records = [
+        record("r1", [sub("u1", "A"), sub("u2", "A"), sub("u3", "B")], judge="B"),  # majority A
+        record("r2", [sub("u1", "tie"), sub("u2", "tie"), sub("u3", "B")], judge="B"),  # majority tie
+        record("r3", [sub("u1", "B")], judge="tie"),  # one vote: B
+    ]
+    majority = summary(records)["judge_vs_human"]["judge-x"]
+    assert majority["confusion"] == {
+        "A": {"A": 0, "B": 0, "tie": 0},
+        "B": {"A": 1, "B": 0, "tie": 1},
+        "tie": {"A": 0, "B": 1, "tie": 0},
+    }
+    assert majority["records"] == 3 and majority["agreement"] == 0.0
+    unanimous = summary(records, policy="unanimous", min_votes=2)["judge_vs_human"]["judge-x"]
+    assert unanimous["records"] == 0  # no record is unanimous with 2+ votes
+    assert sum(n for row in unanimous["confusion"].values() for n in row.values()) == 0
+
+
+def test_pairwise_agreement_per_question():
+    records = [
+        record("r1", [sub("u1", "A", 4, 2), sub("u2", "A", 4, 3), sub("u3", "B", 4, 2)]),
+        record("r2", [sub("u1", "B", 1), sub("u2", "B", 2)]),  # rating_b: one answer only
+    ]
+    questions = summary(records)["krippendorff_alpha"]
+    # preference: r1 1 of 3 pairs agree, r2 1 of 1 -> mean 2/3
+    assert questions["preference"]["pairwise"] == pytest.approx(2 / 3, abs=1e-4)
+    # rating_a: r1 all three 4 (3 of 3), r2 1 vs 2 (0 of 1) -> 1/2
+    assert questions["rating_a"]["pairwise"] == 0.5
+    # rating_b: only r1 has 2+ answers: (2, 3, 2) -> 1 of 3
+    assert questions["rating_b"]["pairwise"] == pytest.approx(1 / 3, abs=1e-4)
+    assert questions["rating_b"]["units"] == 1

@@ -3,8 +3,11 @@
 - Krippendorff's alpha per question (the `krippendorff` package): nominal for the A/B/tie preference,
   ordinal for the 1-5 ratings; units are records, coders are annotators, only submitted responses.
 - Percent agreement: mean share of agreeing annotator pairs per record with >= 2 votes.
-- Judge vs human: per suggestion agent, how often the judge's pre-filled answer equals the human decision.
+- Judge vs human: per suggestion agent, how often the judge's pre-filled answer equals the human decision,
+  and the confusion matrix of the judge's label (A / B / tie) against that decision.
 - Position bias: how often A was chosen among non-tie votes (the order is random, so ~0.5 is unbiased).
+
+The shapes are `curate.schemas.AgreementSummary` and its parts.
 """
 
 from __future__ import annotations
@@ -16,16 +19,30 @@ from typing import Any
 import krippendorff
 import numpy as np
 
+from curate.schemas import (
+    AgreementSummary,
+    JudgeAgreement,
+    PercentAgreement,
+    PositionBias,
+    QuestionAgreement,
+)
 from curate.stages.review import settings as st
-from curate.stages.review.pull import decide, submitted, votes
+from curate.stages.review.pull import LABEL_SET, decide, submitted, votes
 
 PREFERENCE_CODES = {"A": 0.0, "B": 1.0, "tie": 2.0}
 QUESTIONS = {st.PREFERENCE: "nominal", st.RATING_A: "ordinal", st.RATING_B: "ordinal"}
+_ANSWER_KEY = {st.PREFERENCE: "preference", st.RATING_A: "rating_a", st.RATING_B: "rating_b"}
+
+
+def answers(record: dict[str, Any], question: str) -> list[Any]:
+    """The submitted answers of one record to `question` (unanswered left out)."""
+    key = _ANSWER_KEY[question]
+    return [r[key] for r in submitted(record) if r[key] is not None]
 
 
 def reliability_matrix(records: list[dict[str, Any]], question: str) -> tuple[np.ndarray, list[str]]:
     """annotators x records matrix of submitted answers to `question` (NaN = no answer); rows named."""
-    key = {st.PREFERENCE: "preference", st.RATING_A: "rating_a", st.RATING_B: "rating_b"}[question]
+    key = _ANSWER_KEY[question]
     cells: dict[str, dict[int, float]] = defaultdict(dict)
     for j, record in enumerate(records):
         for r in submitted(record):
@@ -54,19 +71,27 @@ def alpha(matrix: np.ndarray, level: str) -> float | None:
     return float(krippendorff.alpha(reliability_data=values, level_of_measurement=level))
 
 
-def percent_agreement(records: list[dict[str, Any]]) -> dict[str, Any]:
-    pair_shares, full = [], 0
-    for record in records:
-        labels = votes(record)
-        if len(labels) < 2:
-            continue
-        pairs = list(combinations(labels, 2))
-        pair_shares.append(sum(a == b for a, b in pairs) / len(pairs))
-        full += len(set(labels)) == 1
-    n = len(pair_shares)
+def _pair_shares(groups: list[list[Any]]) -> list[float]:
+    """Per group of 2+ answers: the share of annotator pairs that gave the same answer."""
+    shares = []
+    for labels in groups:
+        if len(labels) >= 2:
+            pairs = list(combinations(labels, 2))
+            shares.append(sum(a == b for a, b in pairs) / len(pairs))
+    return shares
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def percent_agreement(records: list[dict[str, Any]]) -> PercentAgreement:
+    groups = [labels for labels in (votes(r) for r in records) if len(labels) >= 2]
+    full = sum(len(set(labels)) == 1 for labels in groups)
+    n = len(groups)
     return {
         "records_with_2plus_votes": n,
-        "pairwise": round(float(np.mean(pair_shares)), 4) if n else None,
+        "pairwise": _mean(_pair_shares(groups)),
         "unanimous_share": round(full / n, 4) if n else None,
         "records_with_disagreement": n - full,
     }
@@ -74,9 +99,11 @@ def percent_agreement(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def judge_vs_human(
     records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1, min_agreement: float = 0.5
-) -> dict[str, dict[str, Any]]:
-    """Per suggestion agent: agreement with the human decision (records) and with single votes."""
-    out: dict[str, dict[str, int]] = defaultdict(Counter)
+) -> dict[str, JudgeAgreement]:
+    """Per suggestion agent: agreement with the human decision (records), with single votes, and the
+    confusion matrix judge label -> human decision over the records that have both."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    confusion: dict[str, dict[str, dict[str, int]]] = {}
     for record in records:
         suggestion = record["suggestions"].get(st.PREFERENCE)
         if not suggestion or suggestion.get("value") not in PREFERENCE_CODES:
@@ -84,7 +111,8 @@ def judge_vs_human(
         agent = suggestion.get("agent") or "unknown"
         judged = suggestion["value"]
         labels = votes(record)
-        c = out[agent]
+        c = counts[agent]
+        grid = confusion.setdefault(agent, {j: dict.fromkeys(LABEL_SET, 0) for j in LABEL_SET})
         c["votes"] += len(labels)
         c["votes_agree"] += sum(label == judged for label in labels)
         label, _, _ = decide(labels, policy, min_votes, min_agreement)
@@ -92,6 +120,7 @@ def judge_vs_human(
             c["records"] += 1
             c["records_agree"] += label == judged
             c["overridden"] += label != judged
+            grid[judged][label] += 1
     return {
         agent: {
             "records": c["records"],
@@ -99,12 +128,13 @@ def judge_vs_human(
             "overridden": c["overridden"],
             "votes": c["votes"],
             "vote_agreement": round(c["votes_agree"] / c["votes"], 4) if c["votes"] else None,
+            "confusion": confusion[agent],
         }
-        for agent, c in sorted(out.items())
+        for agent, c in sorted(counts.items())
     }
 
 
-def position_bias(records: list[dict[str, Any]]) -> dict[str, Any]:
+def position_bias(records: list[dict[str, Any]]) -> PositionBias:
     counts = Counter(label for record in records for label in votes(record))
     decisive = counts["A"] + counts["B"]
     p_value = None
@@ -121,21 +151,26 @@ def position_bias(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def question_agreement(records: list[dict[str, Any]], question: str) -> QuestionAgreement:
+    """Krippendorff's alpha and pairwise agreement on one question."""
+    level = QUESTIONS[question]
+    matrix, coders = reliability_matrix(records, question)
+    a = alpha(matrix, level)
+    return {
+        "alpha": None if a is None else round(a, 4),
+        "level": level,
+        "annotators": len(coders),
+        "units": int(((~np.isnan(matrix)).sum(axis=0) >= 2).sum()) if matrix.size else 0,
+        "pairwise": _mean(_pair_shares([answers(r, question) for r in records])),
+    }
+
+
 def summary(
     records: list[dict[str, Any]], policy: str = "majority", min_votes: int = 1, min_agreement: float = 0.5
-) -> dict[str, Any]:
+) -> AgreementSummary:
     """All agreement figures for the export summary, the status command and the dataset card."""
-    alphas: dict[str, Any] = {}
-    for question, level in QUESTIONS.items():
-        matrix, coders = reliability_matrix(records, question)
-        alphas[question] = {
-            "alpha": None if (a := alpha(matrix, level)) is None else round(a, 4),
-            "level": level,
-            "annotators": len(coders),
-            "units": int(((~np.isnan(matrix)).sum(axis=0) >= 2).sum()) if matrix.size else 0,
-        }
     return {
-        "krippendorff_alpha": alphas,
+        "krippendorff_alpha": {q: question_agreement(records, q) for q in QUESTIONS},
         "percent_agreement": percent_agreement(records),
         "judge_vs_human": judge_vs_human(records, policy, min_votes, min_agreement),
         "position_bias": position_bias(records),

@@ -6,11 +6,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from curate.config import Config
+from curate.schemas import ReviewStatus
 from curate.stages.review import client as rc
 from curate.stages.review.pull import pull, votes
 
 
-def review_status(cfg: Config, dataset: str, workspace: str, client: Any = None) -> dict[str, Any]:
+def review_status(cfg: Config, dataset: str, workspace: str, client: Any = None) -> ReviewStatus:
+    """The review's progress and agreement so far (`curate status`; its shape is `ReviewStatus`)."""
     from curate.stages.review.agreement import summary as agreement_summary
 
     client = client or rc.connect(cfg)
