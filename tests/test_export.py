@@ -1,13 +1,22 @@
-"""Export policy, pair building, accounting and the card, on pulled-record dicts (no server)."""
+"""Export policy, the formats' rows, accounting and the card, on pulled-record dicts (no server)."""
 
 from __future__ import annotations
 
 import pytest
+import yaml
 from test_agreement import record, sub
 
 from curate.config import load_config
 from curate.stages.export.card import render_card
-from curate.stages.export.export import build_pair, decide_records
+from curate.stages.export.decide import decide_records, decision
+from curate.stages.export.formats import FORMATS, build, dpo, sft
+from curate.stages.review.agreement import summary as agreement_summary
+
+
+def decided(records, c):
+    """(TRL pairs, accounting, outcome per record) as the export writes them."""
+    d = decide_records(records, c)
+    return dpo.rows(d), d.accounting, d.outcome
 
 
 def cfg(**export):
@@ -45,7 +54,7 @@ RECORDS = [
 
 
 def test_policy_counts_and_nothing_lost():
-    pairs, acc, outcome = decide_records(RECORDS, cfg())
+    pairs, acc, outcome = decided(RECORDS, cfg())
     assert [p["id"] for p in pairs] == ["win_b", "win_a_fix", "mixed"]
     assert acc["records"]["excluded"] == {"discarded": 1, "split_vote": 1, "tie": 1, "unreviewed": 3}
     subs = acc["submitted_responses"]
@@ -58,7 +67,7 @@ def test_policy_counts_and_nothing_lost():
 
 
 def test_pair_maps_shown_order_back():
-    pairs, _, _ = decide_records(RECORDS, cfg())
+    pairs, _, _ = decided(RECORDS, cfg())
     p = pairs[0]  # win_b: B chosen by 2 of 3; B shows generation 0
     assert p["chosen"] == "B of win_b" and p["rejected"] == "A of win_b"
     assert (p["chosen_index"], p["rejected_index"]) == (0, 1)
@@ -74,18 +83,18 @@ def test_pair_maps_shown_order_back():
 
 
 def test_correction_replaces_chosen_unless_disabled():
-    pairs, acc, _ = decide_records(RECORDS, cfg())
+    pairs, acc, _ = decided(RECORDS, cfg())
     fix = pairs[1]
     assert fix["chosen"] == "A, but better" and fix["chosen_original"] == "A of win_a_fix"
     assert fix["chosen_corrected"] is True and fix["chosen_messages"][-1]["content"] == "A, but better"
     assert fix["judge_suggestion"] == "rejected" and fix["human_overrode_judge"] is True
     assert acc["corrections_used"] == 1
-    pairs, _, _ = decide_records(RECORDS, cfg(use_corrections=False))
+    pairs, _, _ = decided(RECORDS, cfg(use_corrections=False))
     assert pairs[1]["chosen"] == "A of win_a_fix" and pairs[1]["chosen_corrected"] is False
 
 
 def test_include_unreviewed_uses_the_judge_and_marks_it():
-    pairs, acc, _ = decide_records(RECORDS, cfg(include_unreviewed=True))
+    pairs, acc, _ = decided(RECORDS, cfg(include_unreviewed=True))
     judged = [p for p in pairs if p["decided_by"] == "judge"]
     assert sorted(p["id"] for p in judged) == ["draft_only", "untouched"]
     assert {p["id"]: p["chosen"] for p in judged} == {
@@ -98,10 +107,10 @@ def test_include_unreviewed_uses_the_judge_and_marks_it():
 
 
 def test_unanimous_and_min_votes():
-    pairs, acc, _ = decide_records(RECORDS, cfg(policy="unanimous"))
+    pairs, acc, _ = decided(RECORDS, cfg(policy="unanimous"))
     assert [p["id"] for p in pairs] == ["win_a_fix", "mixed"]
     assert acc["records"]["excluded"]["not_unanimous"] == 3  # win_b, tie, split
-    pairs, acc, _ = decide_records(RECORDS, cfg(min_votes=2))
+    pairs, acc, _ = decided(RECORDS, cfg(min_votes=2))
     assert [p["id"] for p in pairs] == ["win_b", "win_a_fix"]
     assert acc["records"]["excluded"]["too_few_votes"] == 1
     assert acc["submitted_responses"]["excluded"]["too_few_votes"] == 1
@@ -109,19 +118,18 @@ def test_unanimous_and_min_votes():
 
 def test_build_pair_without_human_ratings_uses_judge_ratings():
     rec = swapped(record("j", [sub("u1", "A")]))
-    p = build_pair(rec, "A", 1.0, "human", True)
+    p = dpo.pair(decision(rec, "A", 1.0, "human", True))
     assert (p["chosen_rating"], p["rejected_rating"], p["rating_source"]) == (2.0, 5.0, "judge")
 
 
 def test_card_shows_the_numbers():
-    from curate.stages.review.agreement import summary as agreement_summary
-
     c = cfg()
-    pairs, acc, _ = decide_records(RECORDS, c)
+    pairs, acc, _ = decided(RECORDS, c)
     summary = {
         "dataset": "demo",
         "pairs": len(pairs),
         "sft": len(pairs),
+        "splits": {"train": len(pairs), "sft": len(pairs)},
         "reviewed_records": 6,
         "accounting": acc,
         "agreement": agreement_summary(RECORDS),
@@ -159,8 +167,47 @@ def test_card_shows_the_numbers():
     assert f"| preference | {alpha:.3f} | nominal |" in card
 
 
+def test_every_format_is_one_split_with_its_features_and_the_same_pairs():
+    d = decide_records(RECORDS, cfg(include_unreviewed=True))
+    splits = build(d)
+    assert list(splits) == [f.split for f in FORMATS] == ["train", "sft", "responses"]
+    for f in FORMATS:
+        assert splits[f.split].features == f.features
+    pairs, rows = splits["train"], splits["sft"]
+    assert rows["id"] == pairs["id"] and rows["completion"] == pairs["chosen"]
+    assert rows["messages"] == pairs["chosen_messages"] and rows["decided_by"] == pairs["decided_by"]
+    assert sft.rows(d)[1]["completion"] == "A, but better"  # the correction, as in the pair
+    responses = splits["responses"]
+    assert len(responses) == sum(len(r["responses"]) for r in RECORDS)
+    by = {(r["record_id"], r["annotator"]): r for r in responses}
+    assert by[("win_b", "u1")]["preferred_index"] == 0  # B shows generation 0 in this record
+    assert by[("tie", "u1")]["preferred_index"] == -1 and by[("tie", "u1")]["outcome"] == "tie"
+    assert by[("discarded", "u1")]["outcome"] == "discarded"
+    assert by[("draft_only", "u2")]["outcome"] == "draft"
+
+
+def test_card_has_one_config_per_format():
+    c = cfg()
+    d = decide_records(RECORDS, c)
+    summary = {
+        "dataset": "demo",
+        "pairs": len(d.exported),
+        "sft": len(d.exported),
+        "splits": {},
+        "reviewed_records": 6,
+        "accounting": d.accounting,
+        "agreement": agreement_summary(RECORDS),
+    }
+    header = yaml.safe_load(render_card(summary, {}, c).split("---")[1])
+    assert [(x["config_name"], x["data_files"][0]["path"]) for x in header["configs"]] == [
+        ("default", "parquet/train.parquet"),
+        ("sft", "parquet/sft.parquet"),
+        ("responses", "parquet/responses.parquet"),
+    ]
+
+
 def test_to_hub_fails_clearly_before_any_work(tmp_path, monkeypatch):
-    from curate.stages.export.export import ExportError, export
+    from curate.stages.export import ExportError, export
 
     out = tmp_path / "out"
     c = load_config(overrides={"argilla": {"api_url": "http://127.0.0.1:9", "api_key": "unused"}}, environ={})
@@ -177,6 +224,6 @@ def test_to_hub_fails_clearly_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="no Hugging Face token; set HF_TOKEN"):
         export(c, "d", "w", out, to_hub="someone/pairs")
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
-    with pytest.raises(ExportError, match="cannot reach the Hugging Face Hub|rejected the token"):
+    with pytest.raises(ExportError, match=r"cannot reach the Hugging Face Hub|rejected the token"):
         export(c, "d", "w", out, to_hub="someone/pairs")
     assert not out.exists()  # nothing written

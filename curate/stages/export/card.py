@@ -1,4 +1,8 @@
-"""The dataset card (README.md) of an export: pipeline counts, policy, agreement, models, licence."""
+"""The dataset card (README.md) of an export: pipeline counts, policy, agreement, models, licence.
+
+It reads the export summary (`ExportSummary`) and the push provenance (`Provenance`), whose stage
+stats are the stages' own stats.json (`DedupStats`, `SelectStats`, ...).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 import yaml
 
 from curate.config import Config
+from curate.schemas import AgreementSummary, ExportSummary, Provenance
+from curate.stages.export.formats import FORMATS
 
 STAGE_LABELS = {
     "instructions": "generated (instructions)",
@@ -17,7 +23,15 @@ STAGE_LABELS = {
     "score": "scored",
     "select": "selected",
 }
-_SETTING_HINTS = ("threshold", "budget", "method", "keep", "backend", "min_", "max_", "aspect", "model")
+# The settings shown beside each stage's row count: keys of its stats.json (curate.schemas).
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "instructions": ("method",),
+    "generate": ("method",),
+    "preferences": ("num_generations", "evol_quality"),
+    "dedup": ("threshold", "keep_rule", "backend"),  # DedupStats
+    "score": ("score_method", "scorer_model"),
+    "select": ("budget", "diversity_threshold"),  # SelectStats
+}
 
 
 def _size_category(n: int) -> str:
@@ -40,7 +54,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, Any, str]]:
+def stage_rows(provenance: Provenance, summary: ExportSummary) -> list[tuple[str, Any, str]]:
     """(stage, rows, notes) from generation to export; earlier stages summed over the pushes' sources."""
     totals: dict[str, dict[str, int]] = {}
     settings: dict[str, dict[str, Any]] = {}
@@ -56,9 +70,10 @@ def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tupl
             for split, n in (stage.get("rows") or {}).items():
                 if isinstance(n, int):
                     totals[name][split] = totals[name].get(split, 0) + n
-            for key, value in (stage.get("stats") or {}).items():
-                if isinstance(value, (int, float, str, bool)) and any(h in key for h in _SETTING_HINTS):
-                    settings[name][key] = value
+            stats = stage.get("stats") or {}
+            for key in STAGE_SETTINGS.get(name, ()):
+                if isinstance(stats.get(key), (int, float, str, bool)):
+                    settings[name][key] = stats[key]
     rows = []
     for name in order:
         splits = totals[name]
@@ -95,7 +110,8 @@ def stage_rows(provenance: dict[str, Any], summary: dict[str, Any]) -> list[tupl
     return rows
 
 
-def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config) -> str:
+def render_card(summary: ExportSummary, provenance: Provenance, cfg: Config) -> str:
+    """The card's markdown, with the Hub's YAML header (one config per export format)."""
     acc, agr = summary["accounting"], summary["agreement"]
     pol = acc["policy"]
     header = {
@@ -104,12 +120,11 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
         "tags": ["dpo", "preference", "human-feedback", "synthetic", "argilla", "curate"],
         "size_categories": [_size_category(summary["pairs"])],
         "configs": [
-            {"config_name": "default", "data_files": [{"split": "train", "path": "parquet/train.parquet"}]},
-            {"config_name": "sft", "data_files": [{"split": "train", "path": "parquet/sft.parquet"}]},
             {
-                "config_name": "responses",
-                "data_files": [{"split": "train", "path": "parquet/responses.parquet"}],
-            },
+                "config_name": f.config,
+                "data_files": [{"split": "train", "path": f"parquet/{f.split}.parquet"}],
+            }
+            for f in FORMATS
         ],
     }
     out = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", ""]
@@ -202,7 +217,7 @@ def render_card(summary: dict[str, Any], provenance: dict[str, Any], cfg: Config
     return "\n".join(out)
 
 
-def _intro(provenance: dict[str, Any]) -> str:
+def _intro(provenance: Provenance) -> str:
     pushes = provenance.get("pushes") or []
     if any(p.get("stages") for p in pushes):
         return (
@@ -214,12 +229,12 @@ def _intro(provenance: dict[str, Any]) -> str:
     return f"Prompt/response pairs pushed{origin} with `curate push`, then reviewed by people in Argilla."
 
 
-def _min_submitted(provenance: dict[str, Any]) -> Any:
+def _min_submitted(provenance: Provenance) -> Any:
     pushes = provenance.get("pushes") or []
     return pushes[-1].get("push", {}).get("min_submitted") if pushes else None
 
 
-def _models(provenance: dict[str, Any], agreement: dict[str, Any]) -> dict[str, list[str]]:
+def _models(provenance: Provenance, agreement: AgreementSummary) -> dict[str, list[str]]:
     roles: dict[str, set[str]] = {}
     names = {
         "generators": "response generators",

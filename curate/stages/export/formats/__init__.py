@@ -1,0 +1,37 @@
+"""The export's output formats: each a module with its `FEATURES` and `rows(decisions)`, one row here.
+
+A format is written as one split of the export's DatasetDict (and `parquet/<split>.parquet`) and is
+one config of the dataset card. A new format (KTO, binarised ratings, ...) is one module with the
+same two names plus one row in `FORMATS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from datasets import Dataset, DatasetDict, Features
+
+from curate.stages.export.decide import Decisions
+from curate.stages.export.formats import dpo, responses, sft
+
+
+@dataclass(frozen=True)
+class Format:
+    split: str  # the split and parquet file name
+    config: str  # the dataset card's config name
+    features: Features
+    rows: Callable[[Decisions], list[dict[str, Any]]]
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("train", "default", dpo.FEATURES, dpo.rows),
+    Format("sft", "sft", sft.FEATURES, sft.rows),
+    Format("responses", "responses", responses.FEATURES, responses.rows),
+)
+
+
+def build(decisions: Decisions) -> DatasetDict:
+    """Every format's split, built from the same decisions."""
+    return DatasetDict({f.split: Dataset.from_list(f.rows(decisions), features=f.features) for f in FORMATS})
