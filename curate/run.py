@@ -10,7 +10,6 @@ everything downstream.
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 from curate.config import Config, dump_config
 from curate.io import InputError, read_rows, write_json, write_stage
 from curate.rows import stable_id
+from curate.schemas import RunManifest, StageEntry, read_json
 from curate.stages import StageFn, dedup, generate, score, select
 from curate.stages.review import push
 
@@ -137,12 +137,13 @@ def model_files(cfg: Config) -> dict[str, Any]:
     return files
 
 
-def load_manifest(run_dir: Path) -> dict[str, Any]:
+def load_manifest(run_dir: Path) -> RunManifest:
+    """The run's manifest, checked against `RunManifest` (an error names the file and field); empty if none."""
     path = run_dir / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    return read_json(path, RunManifest) if path.exists() else {"stages": {}}
 
 
-def save_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+def save_manifest(run_dir: Path, manifest: RunManifest) -> None:
     """Write the manifest atomically (rename), so an interruption never leaves it truncated."""
     write_json(run_dir / MANIFEST, manifest)
 
@@ -157,8 +158,8 @@ def run_stages(
     run_dir: Path,
     force: set[str] | frozenset[str] = frozenset(),
     until: str | None = None,
-    on_event: Callable[[str, Stage, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_event: Callable[[str, Stage, StageEntry], None] | None = None,
+) -> RunManifest:
     """Run (or skip) each stage in order; returns the manifest. `on_event(kind, stage, entry)`:
     kind is 'skip', 'start' or 'done'."""
     run_dir.mkdir(parents=True, exist_ok=True)
