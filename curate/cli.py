@@ -85,11 +85,11 @@ def _stage_command(
 
 def _run_stage(fn):
     """Run a stage, turning expected errors (bad input, missing model, bad config) into clean exits."""
-    from curate.models import ModelNotFoundError
+    from curate.models import LLMEndpointError, ModelNotFoundError
 
     try:
         return fn()
-    except (InputError, ConfigError, ModelNotFoundError) as exc:
+    except (InputError, ConfigError, ModelNotFoundError, LLMEndpointError) as exc:
         _fail(str(exc))
 
 
@@ -176,7 +176,7 @@ def dedup(
     output: Path = typer.Option(..., "--output", "-o"),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", help="Cosine similarity threshold."),
     column: Optional[str] = typer.Option(
-        None, "--column", help="Text column compared (default instruction)."
+        None, "--column", help="Text column compared (default: the row's prompt)."
     ),
     include_response: Optional[bool] = typer.Option(None, "--include-response/--instruction-only"),
     keep: Optional[str] = typer.Option(None, "--keep", help="auto | deita | rating | first"),
@@ -397,7 +397,7 @@ def export(
     )
 
     def go():
-        from curate.stages.export.export import export as run
+        from curate.stages.export import export as run
 
         summary = run(
             cfg, cfg.argilla.dataset, cfg.argilla.workspace, output, to_hub=to_hub, overwrite=overwrite
@@ -514,7 +514,8 @@ def report(
 
     if export_dir is None and run_dir is not None and (run_dir / EXPORT_DIR).is_dir():
         export_dir = run_dir / EXPORT_DIR
-    console.print(f"report: [bold]{write_report(run_dir, export_dir, output)}[/]")
+    written = _run_stage(lambda: write_report(run_dir, export_dir, output))  # a malformed input fails clean
+    console.print(f"report: [bold]{written}[/]")
 
 
 def _print_stats(headline: str, stats: dict) -> None:

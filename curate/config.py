@@ -37,6 +37,21 @@ class LLMConfig(Section):
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1)
+    max_retries: int = Field(
+        6,
+        ge=0,
+        le=100,
+        description="Hosted providers: retries of a request that got 408/409/429/5xx, a dropped connection "
+        "or a timeout, with exponential backoff (0.5 s doubling to 8 s, or the server's Retry-After).",
+    )
+    timeout: int = Field(120, ge=1, le=3600, description="Hosted providers: seconds one attempt may take.")
+    concurrency: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Hosted providers: requests in flight at once per generation step (also bounded by "
+        "the stage's batch_size).",
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra kwargs for the distilabel LLM.")
 
 
@@ -106,7 +121,10 @@ class DedupConfig(Section):
     threshold: float = Field(
         0.9, gt=-1.0, le=1.0, description="Cosine similarity at or above which two rows are duplicates."
     )
-    column: str = "instruction"
+    column: str | None = Field(
+        None,
+        description="Text column compared (default: the row's prompt: instruction + input, prompt or chat).",
+    )
     include_response: bool = Field(False, description="Compare instruction + response instead.")
     keep: Literal["auto", "deita", "rating", "first"] = Field(
         "auto", description="Which member of a cluster survives: auto = deita, else rating, else first."

@@ -73,11 +73,13 @@ def test_empty_text_is_a_clear_error_naming_column_and_row():
 
 
 def test_missing_text_column_is_a_clear_error():
-    ds = Dataset.from_list([{"prompt": "Say hi."}, {"prompt": "Bye."}])
-    with pytest.raises(InputError, match="field 'instruction': missing column"):
+    ds = Dataset.from_list([{"text": "Say hi."}, {"text": "Bye."}])
+    with pytest.raises(InputError, match=r"in\.jsonl: field 'instruction': no prompt column"):
         dedup(ds, DedupConfig(), EMB, source="in.jsonl")
-    with pytest.raises(InputError, match="field 'prompt'"):
-        dedup(Dataset.from_list([{"prompt": "Say hi."}, {"prompt": None}]), DedupConfig(column="prompt"), EMB)
+    with pytest.raises(InputError, match="field 'text': missing column"):
+        dedup(Dataset.from_list([{"prompt": "Say hi."}]), DedupConfig(column="text"), EMB)
+    with pytest.raises(InputError, match=r"in\.jsonl:2: field 'prompt': empty or missing text"):
+        dedup(Dataset.from_list([{"prompt": "Say hi."}, {"prompt": None}]), DedupConfig(), EMB, source="in.jsonl")
 
 
 def test_keep_rule_deita_without_scores_fails_clearly():

@@ -29,8 +29,16 @@ from datasets import Dataset
 from curate.config import Config, ConfigError, DedupConfig, EmbeddingConfig
 from curate.console import progress
 from curate.embeddings import EMBEDDING, embed, embedding_array, embedding_dim, stored_embeddings
-from curate.io import InputError, check_text_column
-from curate.rows import as_score, join_input, row_ids
+from curate.io import InputError, check_text_column, is_visible_text
+from curate.rows import (
+    INPUT_SEPARATOR,
+    PROMPT_COLUMNS,
+    RESPONSE_COLUMNS,
+    as_score,
+    prompt_text,
+    responses_of,
+    row_ids,
+)
 from curate.stages import StageResult
 
 DEDUP_COLUMNS = (
@@ -42,7 +50,6 @@ DEDUP_COLUMNS = (
     "dedup_keep_rule",
     EMBEDDING,
 )
-RESPONSE_COLUMNS = ("response", "output", "generations")
 # Bytes of similarity scores held at once by the brute-force backend (one block of rows x all rows).
 BLOCK_BYTES = 256 << 20
 
@@ -88,43 +95,52 @@ def _best_generation(row_generations: Sequence[Any], row_ratings: Sequence[Any] 
 
 
 def compared_texts(ds: Dataset, cfg: DedupConfig, source: Path | str | None = None) -> tuple[list[str], str]:
-    """The text compared for each row and a description of it (e.g. "instruction + input + output").
+    """The text compared for each row and a description of it (e.g. "instruction + input + response").
 
-    Alpaca-style rows carry part of the prompt in `input`; with the default column it is appended, else
-    "Summarize this text" rows with different texts would all be duplicates. With `include_response` the
-    response is appended: `response`, else `output`, else the best-rated of `generations`.
+    By default a row's prompt (`rows.prompt_text`: the instruction with its Alpaca `input`, a `prompt`,
+    or every turn of a chat): without the `input`, "Summarize this text" rows with different texts
+    would all be duplicates. `column` compares another text column instead. With `include_response`
+    the response is appended: the best-rated of the row's responses, else its first.
     """
     source = source or "<dataset>"
-    check_text_column(ds, cfg.column, source)
-    texts = list(ds[cfg.column])
-    parts = [cfg.column]
-    if cfg.column == "instruction" and "input" in ds.column_names:
-        extra = list(ds["input"])
-        if any(isinstance(x, str) and x.strip() for x in extra):
-            texts = [join_input(t, x) for t, x in zip(texts, extra, strict=True)]
-            parts.append("input")
-    if cfg.include_response:
-        rcol = next((c for c in RESPONSE_COLUMNS if c in ds.column_names), None)
-        if rcol is None:
+    if cfg.column is None:
+        column = next((c for c in PROMPT_COLUMNS if c in ds.column_names), None)
+        if column is None:
             raise InputError(
                 source,
-                "include_response needs a response column "
-                f"({', '.join(RESPONSE_COLUMNS)}); has: {', '.join(ds.column_names)}",
+                f"no prompt column (one of {', '.join(PROMPT_COLUMNS)}; or set dedup.column)",
+                field="instruction",
+            )
+        wanted = [c for c in (column, "input") if c in ds.column_names]
+        texts = [prompt_text(row) for row in ds.select_columns(wanted)]
+        parts = [column] + (["input"] if "input" in wanted and any(ds["input"]) else [])
+        for i, text in enumerate(texts):
+            if not is_visible_text(text):
+                bad = sum(not is_visible_text(t) for t in texts)
+                raise InputError(
+                    source, f"empty or missing text in {bad} row(s), first at row {i + 1}", i + 1, column
+                )
+    else:
+        check_text_column(ds, cfg.column, source)
+        texts, parts = list(ds[cfg.column]), [cfg.column]
+    if cfg.include_response:
+        present = [c for c in RESPONSE_COLUMNS if c in ds.column_names]
+        if not present:
+            raise InputError(
+                source,
+                f"include_response needs a response column ({', '.join(RESPONSE_COLUMNS)}); "
+                f"has: {', '.join(ds.column_names)}",
                 field="response",
             )
-        if rcol == "generations":
-            ratings = list(ds["ratings"]) if "ratings" in ds.column_names else [None] * len(ds)
-            responses = [_best_generation(g or [], r) for g, r in zip(ds["generations"], ratings)]
-            for i, r in enumerate(responses):
-                if not isinstance(r, str) or not r.strip():
-                    raise InputError(
-                        source, f"empty or missing generation at row {i + 1}", i + 1, "generations"
-                    )
-        else:
-            check_text_column(ds, rcol, source)
-            responses = list(ds[rcol])
-        texts = [f"{t}\n\n{r}" for t, r in zip(texts, responses)]
-        parts.append(rcol)
+        ratings = list(ds["ratings"]) if "ratings" in ds.column_names else [None] * len(ds)
+        responses = [
+            _best_generation(responses_of(row), r) for row, r in zip(ds.select_columns(present), ratings)
+        ]
+        for i, r in enumerate(responses):
+            if not is_visible_text(r):
+                raise InputError(source, f"empty or missing response at row {i + 1}", i + 1, present[0])
+        texts = [f"{t}{INPUT_SEPARATOR}{r}" for t, r in zip(texts, responses)]
+        parts.append(present[0] if present[0] != "response_a" else "response_a/_b")
     return texts, " + ".join(parts)
 
 
