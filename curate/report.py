@@ -1,8 +1,11 @@
 """`curate report`: one self-contained HTML page about a run, to look at rather than read logs.
 
 Plots are drawn with matplotlib and embedded as base64 PNG, so the file opens offline and can be
-mailed around. Sections appear as their data exists: funnel, score histograms with the selection
-cut, dedup clusters, judge ratings, and after review agreement, judge-vs-human and position bias.
+mailed around. Sections appear as their data exists: for a run directory the funnel of rows per
+stage (from the run manifest), judge ratings, dedup clusters and the score histograms with the
+selection cut; for an export directory (its `summary.json`) agreement per question, the
+judge-vs-human confusion matrix and position bias. Every input is read through its type in
+`curate.schemas`; each plot's `alt` names its chart.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,25 +25,30 @@ import matplotlib.pyplot as plt
 from datasets import Dataset
 
 from curate.io import read_splits
+from curate.run import STAGES, load_manifest, stage_named
+from curate.schemas import (
+    AgreementSummary,
+    ExportSummary,
+    JudgeAgreement,
+    PositionBias,
+    RunManifest,
+    SelectStats,
+    read_json,
+)
+from curate.stages.export.export import SUMMARY
 
 REPORT_NAME = "report.html"
-FUNNEL_ORDER = ("generated", "preferences", "deduped", "scored", "selected", "pushed", "reviewed", "exported")
-STAGE_LABELS = {
-    "01-instructions": "generated",
-    "02-preferences": "preferences",
-    "03-dedup": "deduped",
-    "04-score": "scored",
-    "05-select": "selected",
-    "06-push": "pushed",
-}
+HISTOGRAM_COLUMNS = ("complexity", "quality", "deita_score")
+LABELS = ("A", "B", "tie")
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: plt.Figure, alt: str) -> str:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _load(stage_dir: Path) -> dict[str, Dataset]:
@@ -51,29 +58,54 @@ def _load(stage_dir: Path) -> dict[str, Dataset]:
         return {}
 
 
+def funnel_counts(manifest: RunManifest, summary: ExportSummary | None) -> dict[str, int]:
+    """Rows at each step: every finished stage of the manifest in flow order, then review and export."""
+    counts: dict[str, int] = {}
+    for stage in STAGES:
+        rows = manifest["stages"].get(stage.name, {}).get("rows_out")
+        if isinstance(rows, int):
+            counts[stage.short] = rows
+    if summary is not None:
+        counts.setdefault(stage_named("push").short, summary["accounting"]["records"]["total"])
+        counts["reviewed"] = summary["reviewed_records"]
+        counts["exported"] = summary["pairs"]
+    return counts
+
+
 def _funnel(counts: dict[str, int]) -> str:
-    labels = [k for k in FUNNEL_ORDER if k in counts]
-    values = [counts[k] for k in labels]
+    labels = list(counts)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1))
-    bars = ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    bars = ax.barh(labels[::-1], [counts[k] for k in labels][::-1], color="#4c72b0")
     ax.bar_label(bars, padding=3)
     ax.set_xlabel("rows")
     ax.set_title("Rows at each stage")
-    return _png(fig)
+    return _png(fig, "funnel")
 
 
-def _histograms(scored: Dataset, cut: float | None) -> str:
-    cols = [c for c in ("complexity", "quality", "deita_score") if c in scored.column_names]
+def _histograms(scored: Dataset, cut: tuple[str, float] | None) -> str:
+    cols = [c for c in HISTOGRAM_COLUMNS if c in scored.column_names]
     fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 3))
     axes = [axes] if len(cols) == 1 else list(axes)
     for ax, col in zip(axes, cols):
         values = [v for v in scored[col] if v is not None]
         ax.hist(values, bins=20, color="#55a868")
         ax.set_title(col)
-        if col == "deita_score" and cut is not None:
-            ax.axvline(cut, color="#c44e52", linestyle="--", label=f"selection cut {cut:.2f}")
+        if cut is not None and cut[0] == col:
+            ax.axvline(cut[1], color="#c44e52", linestyle="--", label=f"selection cut {cut[1]:.2f}")
             ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, "score histograms")
+
+
+def selection_cut(stats: SelectStats, selected: Dataset | None) -> tuple[str, float] | None:
+    """(score column, lowest selected score): from the select stage's stats, else from its rows."""
+    column, cut = stats.get("score_column"), stats.get("score_min_selected")
+    if isinstance(column, str) and isinstance(cut, (int, float)):
+        return column, float(cut)
+    if selected is not None and "deita_score" in selected.column_names:
+        values = [v for v in selected["deita_score"] if v is not None]
+        if values:
+            return "deita_score", min(values)
+    return None
 
 
 def _ratings(prefs: Dataset) -> str:
@@ -85,7 +117,7 @@ def _ratings(prefs: Dataset) -> str:
     ax.bar(labels, [counts[k] for k in labels], color="#8172b2")
     ax.set_title("Judge ratings (UltraFeedback)")
     ax.set_xlabel("rating")
-    return _png(fig)
+    return _png(fig, "judge ratings")
 
 
 def _clusters(kept: Dataset, removed: Dataset, examples: int = 4) -> str:
@@ -98,7 +130,7 @@ def _clusters(kept: Dataset, removed: Dataset, examples: int = 4) -> str:
         ax.set_xlabel("cluster size")
         ax.set_ylabel("clusters")
         ax.set_title("Dedup cluster sizes")
-        parts.append(_png(fig))
+        parts.append(_png(fig, "dedup cluster sizes"))
     text_col = "instruction" if "instruction" in kept.column_names else kept.column_names[0]
     if len(removed) and "duplicate_of" in removed.column_names:
         by_id = {row["id"]: row for row in kept} if "id" in kept.column_names else {}
@@ -122,60 +154,80 @@ def _clusters(kept: Dataset, removed: Dataset, examples: int = 4) -> str:
     return "\n".join(parts)
 
 
-def _confusion(matrix: dict[str, dict[str, int]], title: str) -> str:
-    labels = sorted({*matrix, *(k for row in matrix.values() for k in row)})
-    grid = [[matrix.get(r, {}).get(c, 0) for c in labels] for r in labels]
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1))
+def _agreement(agreement: AgreementSummary) -> str:
+    questions = agreement["krippendorff_alpha"]
+    names = list(questions)
+    alphas = [questions[n]["alpha"] for n in names]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bars = ax.bar(names, [a if a is not None else 0 for a in alphas], color="#64b5cd")
+    ax.bar_label(bars, labels=["n/a" if a is None else f"{a:.2f}" for a in alphas], padding=2)
+    ax.set_ylim(min(0.0, *(a for a in alphas if a is not None)) - 0.05, 1.05)
+    ax.axhline(0, color="#999", linewidth=0.8)
+    ax.set_title("Krippendorff's alpha per question")
+    rows = "".join(
+        f"<tr><td>{_esc(n)}</td><td>{_esc(q['level'])}</td><td>{_num(q['alpha'])}</td>"
+        f"<td>{_num(q['pairwise'])}</td><td>{q['annotators']}</td><td>{q['units']}</td></tr>"
+        for n, q in questions.items()
+    )
+    pa = agreement["percent_agreement"]
+    return (
+        _png(fig, "agreement per question")
+        + "<table><tr><th>question</th><th>level</th><th>Krippendorff's alpha</th>"
+        "<th>pairwise agreement</th><th>annotators</th><th>records with 2+ answers</th></tr>"
+        + rows
+        + "</table>"
+        + f"<p>Preference: {pa['records_with_2plus_votes']} records with 2+ votes, unanimous share "
+        f"{_num(pa['unanimous_share'])}, {pa['records_with_disagreement']} with disagreement.</p>"
+    )
+
+
+def _confusion(agent: str, judge: JudgeAgreement) -> str:
+    grid = [[judge["confusion"].get(j, {}).get(h, 0) for h in LABELS] for j in LABELS]
+    fig, ax = plt.subplots(figsize=(4.6, 4))
     ax.imshow(grid, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("human majority")
+    ax.set_xticks(range(len(LABELS)), LABELS)
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_xlabel("human decision")
     ax.set_ylabel("judge suggestion")
-    top = max((v for row in grid for v in row), default=0)
+    top = max(v for row in grid for v in row)
     for i, row in enumerate(grid):
         for j, value in enumerate(row):
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
-    ax.set_title(title)
-    return _png(fig)
+    ax.set_title(f"Judge {agent} vs humans")
+    agreement = judge["agreement"]
+    return _png(fig, f"confusion matrix {agent}") + (
+        f"<p>Judge <b>{_esc(agent)}</b> agrees with the human decision on "
+        f"{'n/a' if agreement is None else f'{agreement:.0%}'} of {judge['records']} records "
+        f"(overridden {judge['overridden']}), and with {_num(judge['vote_agreement'])} of "
+        f"{judge['votes']} single votes.</p>"
+    )
 
 
-def _review(summary: dict[str, Any]) -> str:
-    parts = []
-    agreement = summary.get("agreement") or {}
-    per_question = agreement.get("per_question") or agreement.get("questions") or {}
-    if per_question:
-        names = list(per_question)
-        alphas = [per_question[n].get("alpha") for n in names]
-        fig, ax = plt.subplots(figsize=(5, 3))
-        ax.bar(names, [a if a is not None else 0 for a in alphas], color="#64b5cd")
-        ax.set_ylim(min(0, *[a or 0 for a in alphas]), 1)
-        ax.set_title("Krippendorff's alpha per question")
-        parts.append(_png(fig))
-        rows = "".join(
-            f"<tr><td>{_esc(n)}</td><td>{_fmt(v.get('alpha'))}</td><td>{_fmt(v.get('percent_agreement'))}</td>"
-            f"<td>{v.get('n_items', '')}</td></tr>"
-            for n, v in per_question.items()
-        )
-        parts.append(
-            "<table><tr><th>question</th><th>alpha</th><th>% agreement</th><th>items</th></tr>"
-            + rows
-            + "</table>"
-        )
-    for agent, stats in (agreement.get("judge_vs_human") or summary.get("judge_vs_human") or {}).items():
-        if isinstance(stats, dict) and isinstance(stats.get("confusion"), dict):
-            parts.append(_confusion(stats["confusion"], f"Judge {agent} vs humans"))
-        if isinstance(stats, dict) and stats.get("agreement") is not None:
-            parts.append(
-                f"<p>Judge <b>{_esc(agent)}</b> agrees with the human majority on "
-                f"{stats['agreement']:.0%} of {stats.get('n', '?')} records.</p>"
-            )
-    bias = agreement.get("position_bias") or summary.get("position_bias")
-    if isinstance(bias, dict) and bias:
-        shown = {k: v for k, v in bias.items() if isinstance(v, (int, float))}
-        fig, ax = plt.subplots(figsize=(5, 3))
-        ax.bar(list(shown), list(shown.values()), color="#937860")
-        ax.set_title("Position bias (share of choices)")
-        parts.append(_png(fig))
+def _position_bias(bias: PositionBias) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    counts = [bias[k] for k in LABELS]
+    bars = ax.bar(list(LABELS), counts, color="#937860")
+    ax.bar_label(bars, padding=2)
+    ax.set_ylim(0, max(1, *counts) * 1.18)  # room for the labels under the title
+    ax.set_ylabel("votes")
+    share = "n/a" if bias["a_share"] is None else f"{bias['a_share']:.2f}"
+    p = "n/a" if bias["binomial_p"] is None else f"{bias['binomial_p']:.3f}"
+    ax.set_title(f"Votes per shown position (A share {share}, p = {p})")
+    return _png(fig, "position bias")
+
+
+def _review(summary: ExportSummary) -> str:
+    agreement = summary["agreement"]
+    acc = summary["accounting"]["records"]
+    excluded = ", ".join(f"{k}: {v}" for k, v in acc["excluded"].items()) or "none"
+    parts = [
+        f"<p>{summary['pairs']} pairs exported from {acc['total']} records "
+        f"({acc['exported_by_humans']} by humans, {acc['exported_by_judge']} by the judge); "
+        f"{summary['reviewed_records']} records reviewed; excluded: {_esc(excluded)}.</p>",
+        _agreement(agreement),
+    ]
+    parts += [_confusion(agent, judge) for agent, judge in agreement["judge_vs_human"].items()]
+    parts.append(_position_bias(agreement["position_bias"]))
     return "\n".join(parts)
 
 
@@ -188,57 +240,57 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else _esc(value)
 
 
+def _num(value: float | None) -> str:
+    """A figure that may be undefined (alpha with fewer than two answers per record)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _run_sections(run_dir: Path) -> list[tuple[str, str]]:
+    sections = []
+    prefs = _load(run_dir / stage_named("preferences").name).get("train")
+    if prefs is not None and "ratings" in prefs.column_names:
+        sections.append(("Judge ratings", _ratings(prefs)))
+    dedup = _load(run_dir / stage_named("dedup").name)
+    if "train" in dedup:
+        removed = dedup.get("removed", dedup["train"].select([]))
+        sections.append(("Dedup clusters", _clusters(dedup["train"], removed)))
+    scored = _load(run_dir / stage_named("score").name).get("train")
+    if scored is not None and any(c in scored.column_names for c in HISTOGRAM_COLUMNS):
+        select_dir = run_dir / stage_named("select").name
+        stats_file = select_dir / "stats.json"
+        stats = read_json(stats_file, SelectStats) if stats_file.exists() else SelectStats()
+        cut = selection_cut(stats, _load(select_dir).get("train"))
+        sections.append(("Deita scores", _histograms(scored, cut)))
+    return sections
+
+
 def build_report(run_dir: Path | None = None, export_dir: Path | None = None) -> str:
     """The report's HTML for a run directory and/or an export directory."""
+    manifest: RunManifest = load_manifest(run_dir) if run_dir is not None else {"stages": {}}
+    summary: ExportSummary | None = None
+    if export_dir is not None and (export_dir / SUMMARY).exists():
+        summary = read_json(export_dir / SUMMARY, ExportSummary)
     sections: list[tuple[str, str]] = []
-    counts: dict[str, int] = {}
-    manifest: dict[str, Any] = {}
-    if run_dir is not None and (run_dir / "manifest.json").exists():
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-        for name, entry in manifest.get("stages", {}).items():
-            if entry.get("rows_out") is not None and name in STAGE_LABELS:
-                counts[STAGE_LABELS[name]] = entry["rows_out"]
-    summary: dict[str, Any] = {}
-    if export_dir is not None and (export_dir / "summary.json").exists():
-        summary = json.loads((export_dir / "summary.json").read_text())
-        for key, value in (summary.get("stage_counts") or {}).items():
-            counts.setdefault(key, value)
-        for key in ("reviewed", "exported"):
-            if isinstance(summary.get(key), int):
-                counts[key] = summary[key]
+    counts = funnel_counts(manifest, summary)
     if counts:
         sections.append(("Funnel", _funnel(counts)))
     if run_dir is not None:
-        prefs = _load(run_dir / "02-preferences").get("train")
-        if prefs is not None and "ratings" in prefs.column_names:
-            sections.append(("Judge ratings", _ratings(prefs)))
-        dedup = _load(run_dir / "03-dedup")
-        if "train" in dedup:
-            sections.append(
-                ("Dedup clusters", _clusters(dedup["train"], dedup.get("removed", dedup["train"].select([]))))
-            )
-        scored = _load(run_dir / "04-score").get("train")
-        selected = _load(run_dir / "05-select").get("train")
-        if scored is not None:
-            cut = None
-            if selected is not None and "deita_score" in selected.column_names and len(selected):
-                cut = min(v for v in selected["deita_score"] if v is not None)
-            sections.append(("Deita scores", _histograms(scored, cut)))
-    if summary:
-        review = _review(summary)
-        if review:
-            sections.append(("Human review", review))
+        sections += _run_sections(run_dir)
+    if summary is not None:
+        sections.append(("Human review", _review(summary)))
     return _page(manifest, sections, run_dir, export_dir)
 
 
 def _page(
-    manifest: dict[str, Any], sections: list[tuple[str, str]], run_dir: Path | None, export_dir: Path | None
+    manifest: RunManifest, sections: list[tuple[str, str]], run_dir: Path | None, export_dir: Path | None
 ) -> str:
-    title = f"curate report: {manifest.get('run') or (run_dir.name if run_dir else export_dir.name if export_dir else '')}"
+    where = run_dir or export_dir
+    title = f"curate report: {manifest.get('run') or (where.name if where else '')}"
     stage_rows = "".join(
-        f"<tr><td>{_esc(name)}</td><td>{_esc(e.get('status'))}</td><td>{_esc(e.get('rows_in'))}</td>"
+        f"<tr><td>{_esc(stage.name)}</td><td>{_esc(e.get('status'))}</td><td>{_esc(e.get('rows_in'))}</td>"
         f"<td>{_esc(e.get('rows_out'))}</td><td>{_fmt(e.get('seconds'))}</td></tr>"
-        for name, e in manifest.get("stages", {}).items()
+        for stage in STAGES
+        if (e := manifest["stages"].get(stage.name))
     )
     stage_table = (
         "<table><tr><th>stage</th><th>status</th><th>rows in</th><th>rows out</th><th>seconds</th></tr>"
@@ -248,7 +300,7 @@ def _page(
         else ""
     )
     models = manifest.get("models", {})
-    model_text = ", ".join(f"{k}: {_esc(v.get('name'))}" for k, v in models.items() if isinstance(v, dict))
+    model_text = ", ".join(f"{k}: {_esc(v.get('name'))}" for k, v in models.items())
     body = "\n".join(f"<section><h2>{_esc(name)}</h2>{content}</section>" for name, content in sections)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>

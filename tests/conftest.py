@@ -48,3 +48,12 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory):
         yield info
     finally:
         stop(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def pandalm_export(shared_data: Path, argilla_server, tmp_path_factory: pytest.TempPathFactory):
+    """PandaLM's real human votes replayed in the embedded Argilla and exported, once for the session
+    (the export and report tests read it; see tests/review_helpers.py)."""
+    from review_helpers import replay_pandalm
+
+    return replay_pandalm(shared_data, argilla_server, tmp_path_factory.mktemp("pandalm"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,92 @@ def scored_rows(n: int, start: int = 0) -> list[dict]:
             }
         )
     return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# PandaLM: the test set's real human votes replayed as three annotators, then exported. PandaLM's
+# codes: 1 = response1 is better, 2 = response2 is better, 0 = tie.
+# --------------------------------------------------------------------------------------------------
+
+N_PANDALM = 100
+
+
+@dataclass
+class PandaLMReplay:
+    """What the replay did and what a correct export must contain, computed without curate's policy code."""
+
+    items: list[dict]  # the PandaLM test items pushed
+    gpt: dict[int, dict]  # idx -> gpt-3.5-turbo verdict (the judge's suggestion)
+    records: dict[str, dict]  # source id -> raw server record
+    slots: dict[str, tuple[str, str]]  # source id -> shown labels of (response1, response2)
+    people: dict[str, tuple[str, rg.Argilla, Any]]
+    expected: dict[str, str | None]  # record id -> chosen text under the human majority (None: excluded)
+    reasons: dict[str, int]  # exclusion reason -> records
+    majority: dict[str, str | None]  # source id -> shown label the human majority chose (None: split vote)
+    push_stats: dict[str, Any]
+    out: Path  # the export directory
+    summary: dict[str, Any]  # what export() returned
+
+
+def replay_pandalm(shared_data: Path, server, workdir: Path) -> PandaLMReplay:
+    """Push PandaLM's first items with gpt-3.5's verdicts as suggestions, submit its three annotators'
+    votes through the API as three Argilla users, and export (curate's default policy: majority)."""
+    from datasets import Dataset
+
+    from curate.stages.export import export
+    from curate.stages.review.push import push
+
+    pandalm = shared_data / "preference" / "pandalm"
+    items = json.loads((pandalm / "testset-v1.json").read_text())[:N_PANDALM]
+    gpt = {g["idx"]: g for g in json.loads((pandalm / "gpt-3.5-turbo-testset-v1.json").read_text())}
+    rows = [
+        {
+            "id": str(it["idx"]),
+            "instruction": it["instruction"],
+            "input": it["input"],
+            "response_a": it["response1"],
+            "response_b": it["response2"],
+            "judge_preference": str(gpt[it["idx"]]["gpt_result"]),
+            "judge_model": "gpt-3.5-turbo",
+        }
+        for it in items
+    ]
+    cfg = server_config(server, workdir, review={"min_submitted": 3, "vectors": False})
+    name, ws = unique("pandalm"), unique("ws")
+    stats = push(Dataset.from_list(rows), cfg, name, ws, quarantine=workdir / "quarantine.jsonl")
+    client = owner(server)
+    people = annotators(server, ws, ["annotator1", "annotator2", "annotator3"])
+    records = {r["metadata"]["source_id"]: r for r in raw_records(client, name, ws)}
+    items = [it for it in items if str(it["idx"]) in records]
+    expected: dict[str, str | None] = {}
+    reasons: dict[str, int] = {}
+    majority: dict[str, str | None] = {}
+    slots: dict[str, tuple[str, str]] = {}
+    for it in items:
+        sid = str(it["idx"])
+        raw = records[sid]
+        slot1 = "A" if raw["fields"]["response_a"] == it["response1"] else "B"
+        slot2 = "B" if slot1 == "A" else "A"
+        slots[sid] = (slot1, slot2)
+        for k in (1, 2, 3):
+            submit(
+                people[f"annotator{k}"][1],
+                raw["id"],
+                preference={1: slot1, 2: slot2, 0: "tie"}[it[f"annotator{k}"]],
+            )
+        # the human majority, computed here independently of curate's policy code
+        counts = {v: [it[f"annotator{k}"] for k in (1, 2, 3)].count(v) for v in (0, 1, 2)}
+        top = max(counts.values())
+        winners = [v for v, c in counts.items() if c == top]
+        if len(winners) > 1:
+            expected[raw["external_id"]], majority[sid] = None, None
+            reasons["split_vote"] = reasons.get("split_vote", 0) + 1
+        elif winners[0] == 0:
+            expected[raw["external_id"]], majority[sid] = None, "tie"
+            reasons["tie"] = reasons.get("tie", 0) + 1
+        else:
+            expected[raw["external_id"]] = it["response1"] if winners[0] == 1 else it["response2"]
+            majority[sid] = slot1 if winners[0] == 1 else slot2
+    out = workdir / "pandalm-export"
+    summary = export(cfg, name, ws, out)
+    return PandaLMReplay(items, gpt, records, slots, people, expected, reasons, majority, stats, out, summary)

@@ -17,11 +17,12 @@ import krippendorff
 import numpy as np
 import pytest
 from datasets import Dataset, load_from_disk
-from review_helpers import annotators, owner, raw_records, server_config, submit, unique
+from review_helpers import N_PANDALM, annotators, owner, raw_records, server_config, submit, unique
 
 from curate.io import read_rows, write_dataset
 from curate.rows import stable_id
-from curate.stages.export.export import export
+from curate.schemas import ExportSummary, read_json
+from curate.stages.export import export
 from curate.stages.review.agreement import PREFERENCE_CODES
 from curate.stages.review.push import push
 from curate.stages.review.status import review_status
@@ -226,75 +227,31 @@ def _judge(raw: dict, client, name: str, ws: str) -> str | None:
 # PandaLM: real human votes
 # --------------------------------------------------------------------------------------------------
 
-N_PANDALM = 100
-
 
 @pytest.mark.server
-def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_path: Path):
-    items = json.loads((shared_data / "preference/pandalm/testset-v1.json").read_text())[:N_PANDALM]
-    gpt = {
-        g["idx"]: g
-        for g in json.loads((shared_data / "preference/pandalm/gpt-3.5-turbo-testset-v1.json").read_text())
-    }
-    rows = [
-        {
-            "id": str(it["idx"]),
-            "instruction": it["instruction"],
-            "input": it["input"],
-            "response_a": it["response1"],
-            "response_b": it["response2"],
-            "judge_preference": str(gpt[it["idx"]]["gpt_result"]),
-            "judge_model": "gpt-3.5-turbo",
-        }
-        for it in items
-    ]
-    cfg = server_config(argilla_server, tmp_path, review={"min_submitted": 3, "vectors": False})
-    name, ws = unique("pandalm"), unique("ws")
-    stats = push(Dataset.from_list(rows), cfg, name, ws)
-    client = owner(argilla_server)
-    people = annotators(argilla_server, ws, ["annotator1", "annotator2", "annotator3"])
-    records = {r["metadata"]["source_id"]: r for r in raw_records(client, name, ws)}
-    assert stats["created"] == len(records) and stats["created"] + stats["rejected"] == N_PANDALM
-
-    expected: dict[str, str | None] = {}  # record id -> expected chosen text (None: excluded)
-    reasons: dict[str, int] = {}
-    matrix = np.full((3, len(records)), np.nan)
-    for it in (it for it in items if str(it["idx"]) in records):
-        raw = records[str(it["idx"])]
-        slot1 = "A" if raw["fields"]["response_a"] == it["response1"] else "B"
-        slot2 = "B" if slot1 == "A" else "A"
-        for k in (1, 2, 3):
-            label = {1: slot1, 2: slot2, 0: "tie"}[it[f"annotator{k}"]]
-            submit(people[f"annotator{k}"][1], raw["id"], preference=label)
-        # the human majority, computed here independently of curate's policy code
-        counts = {v: [it[f"annotator{k}"] for k in (1, 2, 3)].count(v) for v in (0, 1, 2)}
-        top = max(counts.values())
-        winners = [v for v, c in counts.items() if c == top]
-        if len(winners) > 1:
-            expected[raw["external_id"]], reasons["split_vote"] = None, reasons.get("split_vote", 0) + 1
-        elif winners[0] == 0:
-            expected[raw["external_id"]], reasons["tie"] = None, reasons.get("tie", 0) + 1
-        else:
-            expected[raw["external_id"]] = it["response1"] if winners[0] == 1 else it["response2"]
-    out = tmp_path / "pandalm-export"
-    summary = export(cfg, name, ws, out)
+def test_pandalm_human_votes_replayed(pandalm_export):
+    replay = pandalm_export
+    out, summary, records = replay.out, replay.summary, replay.records
+    assert replay.push_stats["created"] == len(records)
+    assert replay.push_stats["created"] + replay.push_stats["rejected"] == N_PANDALM
     pairs = load_from_disk(str(out))["train"]
     got = dict(zip(pairs["id"], pairs["chosen"]))
-    assert got == {k: v for k, v in expected.items() if v is not None}
+    assert got == {k: v for k, v in replay.expected.items() if v is not None}
     for p in pairs:
-        item = next(it for it in items if str(it["idx"]) == p["source_id"])
+        item = next(it for it in replay.items if str(it["idx"]) == p["source_id"])
         assert {p["chosen"], p["rejected"]} == {item["response1"], item["response2"]}
     acc = summary["accounting"]
-    assert acc["records"]["excluded"] == reasons
+    assert acc["records"]["excluded"] == replay.reasons
     assert acc["submitted_responses"]["total"] == 3 * len(records)
     assert acc["submitted_responses"]["in_export"] + sum(
         acc["submitted_responses"]["excluded"].values()
     ) == 3 * len(records)
     agr = summary["agreement"]
     # alpha against the package on the matrix in shown order (what the annotators saw)
-    users = sorted(people[f"annotator{k}"][0] for k in (1, 2, 3))
+    users = sorted(replay.people[f"annotator{k}"][0] for k in (1, 2, 3))
     recs = load_from_disk(str(out))["responses"]
     order = {rid: j for j, rid in enumerate(dict.fromkeys(recs["record_id"]))}
+    matrix = np.full((3, len(records)), np.nan)
     for rid, user, pref in zip(recs["record_id"], recs["annotator"], recs["preference"]):
         matrix[users.index(user), order[rid]] = PREFERENCE_CODES[pref]
     assert agr["krippendorff_alpha"]["preference"]["alpha"] == pytest.approx(
@@ -304,8 +261,24 @@ def test_pandalm_human_votes_replayed(shared_data: Path, argilla_server, tmp_pat
         shutil.copy(
             out / "README.md", Path(__file__).resolve().parents[1] / "docs" / "example-dataset-card.md"
         )
+    # judge vs human: the confusion matrix counted here from gpt-3.5's verdicts and PandaLM's majority
+    confusion = {j: dict.fromkeys(("A", "B", "tie"), 0) for j in ("A", "B", "tie")}
+    for it in replay.items:
+        sid = str(it["idx"])
+        verdict = str(replay.gpt[it["idx"]]["gpt_result"]).strip().lower()  # "1", "2", "Tie" or unusable
+        slot1, slot2 = replay.slots[sid]
+        judged = {"1": slot1, "2": slot2, "tie": "tie"}.get(verdict)
+        if judged is not None and replay.majority[sid] is not None:
+            confusion[judged][replay.majority[sid]] += 1
     judge = agr["judge_vs_human"]["gpt-3.5-turbo"]
+    assert judge["confusion"] == confusion
+    decided = sum(sum(row.values()) for row in confusion.values())
+    assert judge["records"] == decided
+    assert judge["agreement"] == pytest.approx(sum(confusion[k][k] for k in confusion) / decided, abs=1e-4)
     assert 0.3 < judge["agreement"] <= 1.0
+    # the written summary is the returned one, and has the shape its readers take
+    written = read_json(out / "summary.json", ExportSummary)
+    assert written == json.loads(json.dumps(summary))
     print(
         f"\nPandaLM {len(records)} items: alpha={agr['krippendorff_alpha']['preference']['alpha']}, "
         f"percent agreement={agr['percent_agreement']['pairwise']}, gpt-3.5 vs human majority="
@@ -335,7 +308,7 @@ def test_cli_push_status_export(argilla_server, tmp_path: Path):
 
     def curate(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "curate", *args], env=env, capture_output=True, text=True, check=False
         )
 
     pushed = curate("push", "-i", str(data), "-d", name, "-w", ws, "--min-submitted", "2")

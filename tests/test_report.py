@@ -1,108 +1,137 @@
-"""The HTML report: built from stage outputs, self-contained, renders in headless chromium without errors."""
+"""The HTML report, built from real outputs: a run directory written by `run_stages` with the real
+stages, and the export of PandaLM's real human votes replayed in the embedded Argilla. Every promised
+chart is drawn, the page is self-contained, and it renders in headless chromium without errors."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
-import random
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from datasets import Dataset
+from PIL import Image
 
-from curate.io import write_dataset
-from curate.report import build_report, write_report
+from curate.io import InputError, load_stats
+from curate.report import build_report, funnel_counts, selection_cut, write_report
+from curate.run import STAGES, load_manifest, save_manifest, stage_named
+from curate.schemas import ExportSummary, read_json
 
 CHROMIUM = "/usr/bin/chromium"
+RUN_CHARTS = ("funnel", "judge ratings", "dedup cluster sizes", "score histograms")
+JUDGE = "gpt-3.5-turbo"  # the judge of the PandaLM replay
+EXPORT_CHARTS = ("funnel", "agreement per question", f"confusion matrix {JUDGE}", "position bias")
 
 
-def _run_dir(tmp_path: Path) -> Path:
-    """A run directory as `curate run` leaves it (stage outputs written with the real writer)."""
-    rng = random.Random(0)
-    run = tmp_path / "runs" / "demo"
-    n = 30
-    rows = [
-        {
-            "id": f"r{i}",
-            "instruction": f"Explain topic number {i} in two sentences.",
-            "generations": [f"answer {i} a", f"answer {i} b"],
-            "ratings": [rng.choice([1, 2, 3, 4, 5, None]), rng.choice([1, 2, 3, 4, 5])],
-            "complexity": 1 + 5 * rng.random(),
-            "quality": 1 + 5 * rng.random(),
-            "dedup_cluster": i,
-            "dedup_cluster_size": 2 if i < 4 else 1,
-        }
-        for i in range(n)
-    ]
-    for row in rows:
-        row["deita_score"] = row["complexity"] * row["quality"]
-    removed = [
-        {
-            **rows[i],
-            "id": f"d{i}",
-            "instruction": rows[i]["instruction"] + " ",
-            "duplicate_of": f"r{i}",
-            "dedup_similarity": 0.95,
-            "dedup_kind": "semantic",
-        }
-        for i in range(4)
-    ]
-    kept = [{**r, "duplicate_of": None, "dedup_similarity": None, "dedup_kind": None} for r in rows]
-    write_dataset(run / "02-preferences", Dataset.from_list(rows))
-    write_dataset(run / "03-dedup", {"train": Dataset.from_list(kept), "removed": Dataset.from_list(removed)})
-    write_dataset(run / "04-score", Dataset.from_list(kept))
-    best = sorted(kept, key=lambda r: -r["deita_score"])[:10]
-    write_dataset(run / "05-select", Dataset.from_list(best))
-    counts = {"01-instructions": 40, "02-preferences": 34, "03-dedup": 30, "04-score": 30, "05-select": 10}
-    manifest = {
-        "run": "demo",
-        "models": {"llm": {"name": "SmolLM2"}},
-        "stages": {k: {"status": "done", "rows_out": v, "seconds": 1.5} for k, v in counts.items()},
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    export = run / "07-export"
-    export.mkdir()
-    summary = {
-        "reviewed": 8,
-        "exported": 6,
-        "agreement": {
-            "per_question": {"preference": {"alpha": 0.41, "percent_agreement": 0.7, "n_items": 8}},
-            "judge_vs_human": {
-                "SmolLM2": {
-                    "agreement": 0.5,
-                    "n": 8,
-                    "confusion": {"A": {"A": 3, "B": 2}, "B": {"A": 2, "B": 1}},
-                }
-            },
-            "position_bias": {"A": 0.55, "B": 0.4, "tie": 0.05},
+def charts(page: str) -> dict[str, Image.Image]:
+    """alt -> decoded image, for every embedded plot of the page."""
+    found = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)">', page)
+    return {alt: Image.open(io.BytesIO(base64.b64decode(data))) for alt, data in found}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/report/01-instructions .. 05-select and manifest.json, by `run_stages` with the embedded models."""
+    from curate.config import load_config
+    from curate.run import run_stages
+
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = load_config(
+        overrides={
+            "llm": {"max_new_tokens": 32, "n_ctx": 1024},
+            "generate": {"instructions": {"num_instructions": 4}, "preferences": {"num_generations": 2}},
+            "select": {"budget": 2},
+            "run": {"runs_dir": str(runs), "name": "report"},
         },
-    }
-    (export / "summary.json").write_text(json.dumps(summary))
-    return run
+        environ={},
+    )
+    run_stages(cfg, runs / "report", until="select")
+    return runs / "report"
 
 
-def test_report_has_every_section_and_no_external_resources(tmp_path: Path) -> None:
-    run = _run_dir(tmp_path)
-    page = build_report(run, run / "07-export")
-    for title in ("Funnel", "Judge ratings", "Dedup clusters", "Deita scores", "Human review"):
+@pytest.mark.slow
+def test_run_report_draws_every_run_chart(real_run: Path) -> None:
+    manifest = load_manifest(real_run)
+    page = build_report(real_run)
+    drawn = charts(page)
+    assert set(RUN_CHARTS) <= set(drawn), sorted(drawn)
+    assert all(img.width > 300 and img.height > 200 for img in drawn.values())
+    for title in ("Funnel", "Judge ratings", "Dedup clusters", "Deita scores"):
         assert f"<h2>{title}</h2>" in page
-    assert page.count("data:image/png;base64,") >= 6
     assert "http://" not in page and "https://" not in page  # opens offline
-    assert "Explain topic number 0" in page  # an example cluster with its kept row
-    assert "0.950" in page  # and its similarity
+    # the funnel is the manifest's rows per stage, in the stage table's order
+    ran = [s for s in STAGES if s.name in manifest["stages"]]
+    assert [s.name for s in ran] == [s.name for s in STAGES[: len(ran)]] and ran[-1].short == "select"
+    counts = funnel_counts(manifest, None)
+    assert counts == {s.short: manifest["stages"][s.name]["rows_out"] for s in ran}
+    for s in ran:
+        entry = manifest["stages"][s.name]
+        assert f"<tr><td>{s.name}</td><td>done</td><td>{entry['rows_in'] or ''}</td>" in page
+    # the selection cut is the select stage's own figure
+    select_dir = real_run / stage_named("select").name
+    stats = load_stats(select_dir)
+    assert selection_cut(stats, None) == (stats["score_column"], stats["score_min_selected"])
+
+
+@pytest.mark.server
+def test_export_report_draws_agreement_confusion_and_position_bias(pandalm_export, tmp_path: Path) -> None:
+    out = pandalm_export.out
+    summary = read_json(out / "summary.json", ExportSummary)
+    path = write_report(export_dir=out, out=tmp_path / "report.html")
+    page = path.read_text()
+    drawn = charts(page)
+    assert set(EXPORT_CHARTS) <= set(drawn), sorted(drawn)
+    assert all(img.width > 300 and img.height > 200 for img in drawn.values())
+    assert "<h2>Human review</h2>" in page and "http://" not in page and "https://" not in page
+    acc = summary["accounting"]["records"]
+    assert funnel_counts({"stages": {}}, summary) == {
+        stage_named("push").short: acc["total"],
+        "reviewed": summary["reviewed_records"],
+        "exported": summary["pairs"],
+    }
+    judge = summary["agreement"]["judge_vs_human"][JUDGE]
+    assert f"agrees with the human decision on {judge['agreement']:.0%} of {judge['records']} records" in page
+    preference = summary["agreement"]["krippendorff_alpha"]["preference"]
+    assert f"<tr><td>preference</td><td>nominal</td><td>{preference['alpha']:.3f}</td>" in page
+    assert f"{summary['pairs']} pairs exported from {acc['total']} records" in page
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_run_and_export_report_has_every_chart(real_run: Path, pandalm_export) -> None:
+    drawn = charts(build_report(real_run, pandalm_export.out))
+    assert set(RUN_CHARTS) | set(EXPORT_CHARTS) <= set(drawn), sorted(drawn)
 
 
 def test_report_of_an_empty_run_dir_says_so(tmp_path: Path) -> None:
     assert "No stage output found yet" in build_report(tmp_path)
 
 
+def test_a_summary_of_another_shape_is_an_error_naming_file_and_field(tmp_path: Path) -> None:
+    # the shape the report used to read, which no export ever wrote
+    (tmp_path / "summary.json").write_text(json.dumps({"reviewed": 8, "exported": 6, "agreement": {}}))
+    with pytest.raises(InputError, match=r"summary\.json: field 'dataset'"):
+        build_report(export_dir=tmp_path)
+
+
+def test_a_malformed_manifest_is_an_error_naming_file_and_field(tmp_path: Path) -> None:
+    save_manifest(tmp_path, {"stages": {"03-dedup": {"status": "done", "rows_out": "thirty"}}})
+    with pytest.raises(InputError, match=r"manifest\.json: field 'stages\.03-dedup\.rows_out'"):
+        build_report(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium not installed (make system-deps)")
-def test_report_renders_in_chromium_without_console_errors(tmp_path: Path) -> None:
+def test_report_renders_in_chromium_without_console_errors(
+    real_run: Path, pandalm_export, tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
-    run = _run_dir(tmp_path)
-    path = write_report(run, run / "07-export")
+    path = write_report(real_run, pandalm_export.out, out=tmp_path / "report.html")
     errors: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -114,7 +143,7 @@ def test_report_renders_in_chromium_without_console_errors(tmp_path: Path) -> No
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(path.as_uri())
         images = page.locator("img")
-        assert images.count() >= 6
+        assert images.count() >= len(RUN_CHARTS) + len(EXPORT_CHARTS) - 1  # one funnel for both
         # every embedded plot decoded into a real image
         widths = images.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
         assert all(w > 100 for w in widths), widths
