@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from curate.config import Config
 from curate.io import load_stats
 from curate.rows import messages_text
+from curate.schemas import PushProvenance, PushStats, StageProvenance
 from curate.stages import StageResult
 from curate.stages.review import client as rc
 from curate.stages.review import pairs as pr
@@ -237,7 +238,7 @@ def run_source(cfg: Config, ds: Dataset) -> Path | None:
     return None
 
 
-def collect_stages(source: Path | str | None) -> list[dict[str, Any]]:
+def collect_stages(source: Path | str | None) -> list[StageProvenance]:
     """The earlier stage outputs the pushed data came from, with their stats.json and row counts.
 
     Follows `input`/`source` paths recorded in each stats.json, and picks up sibling stage directories
@@ -245,7 +246,7 @@ def collect_stages(source: Path | str | None) -> list[dict[str, Any]]:
     """
     if source is None or not Path(source).is_dir():
         return []
-    seen: dict[Path, dict[str, Any]] = {}
+    seen: dict[Path, StageProvenance] = {}
     queue = [Path(source).resolve()]
     queue += sorted(d.resolve() for d in queue[0].parent.iterdir() if _is_stage_dir(d))
     while queue:
@@ -332,7 +333,7 @@ def push(
     quarantine: Path | str | None = None,
     client: rg.Argilla | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> PushStats:
     """Push `ds` for review as dataset `workspace/dataset`; returns counts (see the module docstring)."""
     started = time.perf_counter()
     provenance_source = source if source is not None else run_source(cfg, ds)
@@ -349,7 +350,7 @@ def push(
     # Provenance is written before the records: every dataset PATCH makes argilla-server's worker
     # recompute the status of all the dataset's records, which is nothing on an empty dataset and a
     # full pass on a full one. It is rewritten afterwards only if the server refused rows.
-    entry = {
+    entry: PushProvenance = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": str(Path(provenance_source).resolve()) if provenance_source else None,
         "stages": collect_stages(provenance_source),
@@ -407,7 +408,7 @@ def push(
     _write_quarantine(qpath, all_rejected)
 
     elapsed = time.perf_counter() - started
-    stats: dict[str, Any] = {
+    stats: PushStats = {
         "dataset": dataset,
         "workspace": workspace,
         "api_url": client.api_url,
