@@ -39,6 +39,7 @@ from curate.rows import (
     responses_of,
     row_ids,
 )
+from curate.schemas import DedupStats
 from curate.stages import StageResult
 
 DEDUP_COLUMNS = (
@@ -387,7 +388,7 @@ def dedup(
 
     removed_idx = np.nonzero(is_dup)[0]
     semantic = is_dup & ~exact
-    stats: dict[str, Any] = {
+    stats: DedupStats = {
         "rows": n,
         "kept": n if cfg.dry_run else n - len(removed_idx),
         "removed": 0 if cfg.dry_run else len(removed_idx),
