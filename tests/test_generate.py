@@ -547,10 +547,12 @@ def test_killing_curate_ends_its_pipeline_and_step_processes(tmp_path: Path, mod
     )
     descendants: list[psutil.Process] = []
     try:
+        deadline = time.monotonic() + 600  # a bound on the wait, so a stuck script fails instead of hanging
         while not mark.exists():  # a script that fails exits, and the assert below reports it
             assert proc.poll() is None, (
                 f"the pipeline script exited with {proc.returncode} before its step ran"
             )
+            assert time.monotonic() < deadline, "the pipeline's step did not start within 600 s"
             time.sleep(0.2)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         step_pid = int(mark.read_text())

@@ -357,7 +357,11 @@ def test_killed_push_resumes_and_each_record_lands_once(argilla_server, tmp_path
     )
     client = owner(argilla_server)
     seen = 0
+    deadline = time.monotonic() + 600  # a bound on the wait, so a stuck push fails instead of hanging
     while proc.poll() is None:
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the push created only {seen} of 600 records within 600 s")
         try:
             seen = len(raw_records(client, name, ws))
         except ReviewError:

@@ -321,10 +321,15 @@ def test_openai_compatible_endpoint_with_top_logprobs_matches_embedded(tmp_path)
         stderr=subprocess.STDOUT,
     )
     try:
+        deadline = time.monotonic() + 600  # a bound on the wait: a server that never answers fails the test
         while True:  # until the server answers, or its process has died (then the test fails)
             assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, (
+                "llama_cpp.server did not answer within 600 s:\n"
+                + (tmp_path / "server.log").read_text()[-2000:]
+            )
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models")
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10)
                 break
             except OSError:
                 time.sleep(0.5)
