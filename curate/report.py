@@ -254,9 +254,11 @@ def _run_sections(run_dir: Path) -> list[tuple[str, str]]:
     if "train" in dedup:
         removed = dedup.get("removed", dedup["train"].select([]))
         sections.append(("Dedup clusters", _clusters(dedup["train"], removed)))
-    scored = _load(run_dir / stage_named("score").name).get("train")
+    select = stage_named("select")
+    scored_stage = STAGES[STAGES.index(select) - 1]  # the rows the selection ranks
+    scored = _load(run_dir / scored_stage.name).get("train")
     if scored is not None and any(c in scored.column_names for c in HISTOGRAM_COLUMNS):
-        select_dir = run_dir / stage_named("select").name
+        select_dir = run_dir / select.name
         stats_file = select_dir / "stats.json"
         stats = read_json(stats_file, SelectStats) if stats_file.exists() else SelectStats()
         cut = selection_cut(stats, _load(select_dir).get("train"))
