@@ -21,6 +21,9 @@ STAGE_LABELS = {
     "preferences": "generated (responses + judge)",
     "dedup": "deduped",
     "score": "scored",
+    "complexity": "scored (complexity)",
+    "select-instructions": "selected (instruction budget)",
+    "quality": "scored (quality)",
     "select": "selected",
 }
 # The settings shown beside each stage's row count: keys of its stats.json (curate.schemas).
@@ -30,6 +33,9 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "preferences": ("num_generations", "evol_quality"),
     "dedup": ("threshold", "keep_rule", "backend"),  # DedupStats
     "score": ("score_method", "scorer_model"),
+    "complexity": ("score_method", "scorer_model"),
+    "select-instructions": ("budget", "diversity_threshold"),  # SelectStats
+    "quality": ("score_method", "scorer_model"),
     "select": ("budget", "diversity_threshold"),  # SelectStats
 }
 
