@@ -5,6 +5,7 @@ generate -> dedup -> score -> select -> push -> (humans review in Argilla) -> ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Optional
 
 import datasets
+import huggingface_hub.utils
 import typer
 import yaml
 from rich.console import Console
 from rich.syntax import Syntax
 
 from curate.config import Config, ConfigError, config_template, dump_config, load_config
+from curate.console import LOG_FILE, log_path_for, log_to_file
 from curate.io import InputError
 from curate.server.cli import app as server_app
 from curate.stages import StageFn, StageResult
@@ -27,6 +30,9 @@ console = Console(stderr=True)
 warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic\..*")
 # datasets prints a bar for every tiny save/load; our stages show their own progress instead.
 datasets.disable_progress_bars()
+# Nor the Hub's and transformers' bars (transformers draws one for every model it loads: the encoder);
+# transformers reads this when it is imported, later.
+huggingface_hub.utils.disable_progress_bars()
 app = typer.Typer(
     name="curate",
     help="Human-in-the-loop curation of synthetic LLM training data (distilabel -> dedup -> Deita -> Argilla).",
@@ -80,16 +86,24 @@ def _stage_command(
         _print_stats(headline.format(n=result.rows_out, output=output, **counts), result.stats)
         return result
 
-    return _run_stage(go)
+    return _run_stage(go, log=None if output is None else log_path_for(output))
 
 
-def _run_stage(fn):
-    """Run a stage, turning expected errors (bad input, missing model, bad config) into clean exits."""
+def _run_stage(fn, log: Path | None = None):
+    """Run a stage, turning expected errors (bad input, missing model, bad config) into clean exits;
+    with `log`, libraries' log lines and warnings go to that file instead of the console."""
     from curate.models import LLMEndpointError, ModelNotFoundError
 
     try:
-        return fn()
+        with log_to_file(log) if log is not None else contextlib.nullcontext():
+            return fn()
     except (InputError, ConfigError, ModelNotFoundError, LLMEndpointError) as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:  # a review step's ReviewError (`curate run` ends with the push)
+        from curate.stages.review.client import ReviewError
+
+        if not isinstance(exc, ReviewError):
+            raise
         _fail(str(exc))
 
 
@@ -203,7 +217,7 @@ def dedup(
         write_dataset(output, {"train": kept, "removed": removed}, stats)
         _print_stats(f"kept {len(kept)}, removed {len(removed)} -> {output}", stats)
 
-    _run_stage(go)
+    _run_stage(go, log=log_path_for(output))
 
 
 @app.command("score")
@@ -243,7 +257,7 @@ DatasetOpt = typer.Option(None, "--dataset", "-d", help="Argilla dataset name (d
 WorkspaceOpt = typer.Option(None, "--workspace", "-w", help="Argilla workspace (default: argilla.workspace).")
 
 
-def _review_stage(fn):
+def _review_stage(fn, log: Path | None = None):
     """Like _run_stage, plus review errors (server refusal, settings clash) as clean exits."""
     from curate.stages.review.client import ReviewError
 
@@ -253,7 +267,7 @@ def _review_stage(fn):
         except ReviewError as exc:
             _fail(str(exc))
 
-    return _run_stage(go)
+    return _run_stage(go, log)
 
 
 @app.command("push")
@@ -294,13 +308,19 @@ def push(
     from curate.stages.review import push as stage
 
     def go() -> None:
-        result = _stage_command(stage.run, cfg, input, None, "{n} records pushed")
-        if result is not None:
-            st = result.stats
-            console.print(
-                f"{st['created']} new, {st['already_present']} already there, {st['rejected']} quarantined -> "
-                f"{cfg.argilla.workspace}/{cfg.argilla.dataset} at {st['api_url']}"
-            )
+        from curate.io import read_records
+
+        # each row as its file has it: a row of the wrong types is quarantined, not the whole file refused
+        result = stage.run(cfg, read_records(input), source=input)
+        st = result.stats
+        _print_stats(f"{result.rows_out} records pushed", st)
+        console.print(
+            f"{st['created']} new, {st['already_present']} already there, {st['rejected']} quarantined -> "
+            f"{cfg.argilla.workspace}/{cfg.argilla.dataset} at {st['api_url']}"
+            + (f" (quarantine: {st['quarantine']})" if st.get("quarantine") else ""),
+            highlight=False,
+            markup=False,
+        )
 
     _review_stage(go)
 
@@ -409,7 +429,7 @@ def export(
             {"accounting": acc, "agreement": summary["agreement"]},
         )
 
-    _review_stage(go)
+    _review_stage(go, log=log_path_for(output))
 
 
 @app.command("run")
@@ -419,13 +439,20 @@ def run(
     force: list[str] = typer.Option([], "--force", help="Redo this stage (and so everything after it)."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html at the end."),
+    input: Optional[Path] = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="Start from your own rows (instructions, or pairs: generation is skipped).",
+    ),
 ) -> None:
-    """The whole loop on one run directory: generate, dedup, score, select, push; then review in Argilla."""
+    """The whole loop in one run directory, in the order that saves work: instructions, dedup, complexity,
+    the instruction budget, responses + judge, quality, the review budget, push; then review in Argilla."""
     from rich.table import Table
 
     from curate.run import STAGES, run_stages, stage_named
 
-    cfg = _load(config, {"run": {"name": name}} if name else None)
+    cfg = _load(config, _overrides(run={"name": name, "input": input}))
     run_dir = cfg.run.runs_dir / cfg.run.name
     try:
         for f in [*force, *([until] if until else [])]:
@@ -442,7 +469,10 @@ def run(
         else:
             console.print(f"[green]done[/]  {stage.name}: {entry['rows_out']} rows in {entry['seconds']}s")
 
-    manifest = _run_stage(lambda: run_stages(cfg, run_dir, force=set(force), until=until, on_event=event))
+    log = run_dir / LOG_FILE
+    manifest = _run_stage(
+        lambda: run_stages(cfg, run_dir, force=set(force), until=until, on_event=event), log=log
+    )
     table = Table(title=f"run {cfg.run.name}")
     for col in ("stage", "rows in", "rows out", "seconds", "output"):
         table.add_column(col)
@@ -461,6 +491,7 @@ def run(
         from curate.report import write_report
 
         console.print(f"report: [bold]{write_report(run_dir)}[/]")
+    console.print(f"log: {log} (every library's log lines and warnings)")
     if stage_named("push").name in manifest["stages"]:
         _print_review_instructions(cfg, run_dir)
 
@@ -480,9 +511,10 @@ def _print_review_instructions(cfg: Config, run_dir: Path) -> None:
         from curate.server.launcher import start
 
         info = start(data_dir=cfg.server.data_dir, host=cfg.server.host, port=cfg.server.port)
+        # the password was shown once, when the server first started; after that it lives in the file
         lines.append(
-            f"log in as [bold]{info.username}[/] / password [bold]{info.password}[/] "
-            f"(stored in {info.data_dir})"
+            f"log in as [bold]{info.username}[/]: password and API key in "
+            f"{info.data_dir / 'credentials.json'}"
         )
         lines.append(
             "add annotators: curate server users add NAME --role annotator "

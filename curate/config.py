@@ -7,6 +7,7 @@ standard `ARGILLA_API_URL` / `ARGILLA_API_KEY`), the YAML file, the embedded def
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,7 +71,11 @@ class InstructionsConfig(Section):
         "(see the README for how often each method's output passes the filters); self-instruct for a "
         "capable `llm`.",
     )
-    num_instructions: int = Field(20, ge=1, description="Target number of instructions (before filters).")
+    num_instructions: int = Field(
+        60,
+        ge=1,
+        description="Target number of instructions (before filters); responses go to a budget of them.",
+    )
     seeds: Path | None = Field(None, description="Seed tasks jsonl (default: curate's built-in seeds).")
     topics: list[str] = Field(
         default_factory=lambda: ["science", "cooking", "programming", "history", "travel", "personal finance"]
@@ -171,7 +176,17 @@ class ScoreConfig(Section):
 
 
 class SelectConfig(Section):
-    budget: int = Field(1000, ge=1, description="How many rows to select.")
+    instruction_budget: int | None = Field(
+        12,
+        ge=1,
+        description="Instructions kept for response generation (`curate run`), by complexity and diversity; "
+        "unset: all. The default sizes the demo run: set it for a real job.",
+    )
+    budget: int = Field(
+        8,
+        ge=1,
+        description="Pairs selected for review. The default sizes the demo run: set it for a real job.",
+    )
     diversity_threshold: float = Field(
         0.9, gt=-1.0, le=1.0, description="Deita repr filter: max cosine similarity to kept rows."
     )
@@ -223,6 +238,12 @@ class ServerConfig(Section):
 class RunConfig(Section):
     name: str = "default"
     runs_dir: Path = Path("runs")
+    input: Path | None = Field(
+        None,
+        description="Start from your own rows (jsonl, json, parquet, csv, a dataset or stage directory) instead "
+        "of generated instructions: instructions only (responses are generated) or rows with responses "
+        "(generation is skipped).",
+    )
 
 
 class Config(Section):
@@ -349,14 +370,43 @@ def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
     return True
 
 
+MASK = "********"
+# A key is a secret when one of its words is one of these (api_key, hf_token, X-Api-Key, Authorization),
+# unless it only names where the secret is (api_key_env, token_file).
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "auth", "authorization"}
+_SECRET_WORDS |= {"credential", "credentials", "cookie", "bearer"}
+_NOT_SECRET_LAST = {"env", "file", "path", "var"}
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):([^/@\s]+)@")
+
+
+def _is_secret_key(name: str) -> bool:
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
+    return bool(words) and words[-1] not in _NOT_SECRET_LAST and any(w in _SECRET_WORDS for w in words)
+
+
+def _masked(value: Any) -> Any:
+    """`value` with every value under a secret-looking key, and every password in a URL, masked."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if _is_secret_key(str(k)) and v not in (None, "") else _masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\1:{MASK}@", value)
+    return value
+
+
 def dump_config(cfg: Config, mask_secrets: bool = True) -> dict[str, Any]:
-    """The effective config as plain data; secrets are masked unless asked otherwise."""
+    """The effective config as plain data; secrets are masked unless asked otherwise: by key name
+    anywhere (an `api_key` in `llm.extra` too) and passwords in URLs."""
     data = cfg.model_dump(mode="json")
-    if not mask_secrets and cfg.argilla.api_key is not None:
-        data["argilla"]["api_key"] = cfg.argilla.api_key.get_secret_value()
-    elif cfg.argilla.api_key is not None:
-        data["argilla"]["api_key"] = "********"
-    return data
+    if not mask_secrets:
+        if cfg.argilla.api_key is not None:
+            data["argilla"]["api_key"] = cfg.argilla.api_key.get_secret_value()
+        return data
+    return _masked(data)
 
 
 def config_template() -> str:

@@ -73,16 +73,24 @@ class Stage:
         return self.name.split("-", 1)[1]
 
 
-# The stage table: the only place that names the stage directories. Order is flow order.
+# The stage table: the only place that names the stage directories. Order is flow order: everything
+# that can drop an instruction (dedup, complexity, the instruction budget) runs before responses are
+# generated, the costly step, so no dropped row pays for its responses.
 STAGES: tuple[Stage, ...] = (
-    Stage("01-instructions", ("llm", "generate"), generate.instructions),
-    Stage("02-preferences", ("llm", "generate"), generate.preferences),
-    Stage("03-dedup", ("dedup", "embeddings"), dedup.run),
-    Stage("04-score", ("score", "llm"), score.run),
-    Stage("05-select", ("select", "embeddings"), select.run),
-    Stage("06-push", ("argilla", "review", "server"), push.run),
+    Stage("01-instructions", ("llm", "generate.instructions", "run.input"), generate.start),
+    Stage("02-dedup", ("dedup", "embeddings"), dedup.run),
+    Stage("03-complexity", ("score", "llm"), score.complexity),
+    Stage(
+        "04-select-instructions",
+        ("select.instruction_budget", "select.diversity_threshold", "embeddings"),
+        select.instructions,
+    ),
+    Stage("05-preferences", ("llm", "generate"), generate.preferences),
+    Stage("06-quality", ("score", "llm"), score.quality),
+    Stage("07-select", ("select", "embeddings"), select.run),
+    Stage("08-push", ("argilla", "review", "server"), push.run),
 )
-EXPORT_DIR = "07-export"  # where `curate export` writes by default, after review
+EXPORT_DIR = "09-export"  # where `curate export` writes by default, after review
 STAGE_NAMES = tuple(s.short for s in STAGES)
 
 
@@ -149,8 +157,29 @@ def save_manifest(run_dir: Path, manifest: RunManifest) -> None:
 
 
 def stage_key(cfg: Config, stage: Stage, input_output_id: str | None) -> str:
+    """What a finished stage must match to be skipped: its config sections (a dotted name is one field),
+    its input's output id, and for the user's input file its content."""
     config = dump_config(cfg)
-    return stable_id(stage.name, {s: config[s] for s in stage.sections}, input_output_id)
+    parts: dict[str, Any] = {}
+    for section in stage.sections:
+        value: Any = config
+        for key in section.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        parts[section] = value
+    if "run.input" in stage.sections and cfg.run.input is not None:
+        parts["input_content"] = content_id(cfg.run.input)
+    return stable_id(stage.name, parts, input_output_id)
+
+
+def content_id(path: Path) -> str | None:
+    """A cheap id of a file's or directory's content (names, sizes, modification times)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
+    return stable_id(
+        [(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    )
 
 
 def run_stages(

@@ -34,8 +34,8 @@ from pipelines.filters import (
     first_instruction,
     quality_reason,
 )
-from pipelines.llm import params_json, resolve_pre_query_template, task_llm
-from pipelines.runner import batches, make_pipeline, run_pipeline
+from pipelines.llm import params_json, resolve_pre_query_template, run_llm_pipeline, task_llm
+from pipelines.runner import batches, make_pipeline, statistics_tokens
 
 FEATURES = Features(
     {
@@ -220,8 +220,11 @@ def prompt_pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
 def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     icfg = cfg.generate.instructions
     inputs = prompt_inputs(cfg)
-    out = run_pipeline(
-        partial(prompt_pipeline, cfg, inputs), cfg, {"prompt": batches(len(inputs), icfg.batch_size)}
+    out, requests = run_llm_pipeline(
+        partial(prompt_pipeline, cfg, inputs),
+        cfg,
+        {"prompt": batches(len(inputs), icfg.batch_size)},
+        [cfg.llm],
     )
     collect = _Collector(cfg, icfg.num_instructions)
     for row in out:
@@ -232,7 +235,7 @@ def _prompt(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             "system_prompt": icfg.system_prompt,
         }
         collect.offer(first_instruction(row.get("generation")), **_provenance(cfg, "prompt", params))
-    return collect.rows, collect.stats()
+    return collect.rows, {**collect.stats(), **requests}
 
 
 # --- self-instruct ----------------------------------------------------------------------------------
@@ -263,7 +266,9 @@ def _self_instruct(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         context = seed["instruction"] + (f"\n{seed['input']}" if seed["input"] else "")
         inputs.append({"input": context, "seed_id": seed["id"], "n": i})
     build = partial(_self_instruct_pipeline, cfg, inputs)
-    out = run_pipeline(build, cfg, {"self_instruct": batches(len(inputs), icfg.batch_size)})
+    out, requests = run_llm_pipeline(
+        build, cfg, {"self_instruct": batches(len(inputs), icfg.batch_size)}, [cfg.llm]
+    )
 
     # Self-Instruct's novelty filter: the pool starts with every seed and grows with each kept task.
     novelty = RougeNovelty((s["instruction"] for s in seeds), threshold=icfg.rouge_threshold)
@@ -291,7 +296,7 @@ def _self_instruct(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 text, extra_check=novel, **_provenance(cfg, "self-instruct", params, seed_id=row["seed_id"])
             )
     stats = collect.stats()
-    stats.update({"seeds": len(seeds), "calls": len(inputs)})
+    stats.update({"seeds": len(seeds), "calls": len(inputs), **requests})
     return collect.rows, stats
 
 
@@ -326,8 +331,11 @@ def _magpie(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     system_prompts = {topic: MAGPIE_SYSTEM_PROMPT.format(topic=topic) for topic in topics}
     n = icfg.num_instructions
     bs = _magpie_batch_size(n, icfg.batch_size)
-    out = run_pipeline(
-        partial(_magpie_pipeline, cfg, template, system_prompts, bs), cfg, {"magpie": batches(n, bs)}
+    out, requests = run_llm_pipeline(
+        partial(_magpie_pipeline, cfg, template, system_prompts, bs),
+        cfg,
+        {"magpie": batches(n, bs)},
+        [cfg.llm],
     )
     collect = _Collector(cfg, n)
     for row in out:
@@ -339,7 +347,8 @@ def _magpie(cfg: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             "system_prompt": system_prompts.get(topic),
         }
         collect.offer(clean_instruction(row.get("instruction")), **_provenance(cfg, "magpie", params))
-    return collect.rows, collect.stats()
+    tokens = sum(statistics_tokens(row, "magpie") for row in out)
+    return collect.rows, {**collect.stats(), **requests, "generated_tokens": tokens}
 
 
 # --- evol-instruct ----------------------------------------------------------------------------------
@@ -402,7 +411,9 @@ def _evol_instruct(
         for p in parents
     ]
     build = partial(_evol_instruct_pipeline, cfg, inputs, steps)
-    out = run_pipeline(build, cfg, {"evol_instruct": batches(len(inputs), icfg.batch_size)})
+    out, requests = run_llm_pipeline(
+        build, cfg, {"evol_instruct": batches(len(inputs), icfg.batch_size)}, [cfg.llm]
+    )
     names = list(TrackedEvolInstruct.model_fields["mutation_templates"].default)
     collect = _Collector(cfg, icfg.num_instructions)
     for row in out:
@@ -437,5 +448,5 @@ def _evol_instruct(
                 break
             parent_text, parent_id = text, row_id(text)
     stats = collect.stats()
-    stats["parents"] = len(inputs)
+    stats.update({"parents": len(inputs), **requests})
     return collect.rows, stats

@@ -27,10 +27,10 @@ from distilabel.steps.tasks import EvolQuality, TextGeneration
 from curate.config import Config, LLMConfig
 from curate.io import check_text_column
 from curate.models import generation_kwargs, llm_name
-from curate.rows import row_id
+from curate.rows import prompt_text, row_id, row_ids
 from pipelines.instructions import to_dataset
-from pipelines.llm import params_json, task_llm
-from pipelines.runner import batches, make_pipeline, run_pipeline
+from pipelines.llm import params_json, run_llm_pipeline, task_llm
+from pipelines.runner import batches, make_pipeline, statistics_tokens
 
 FEATURES = Features(
     {
@@ -168,16 +168,15 @@ def generate_preferences(
 
     inputs, seen = [], set()
     duplicates = 0
-    for row in instructions:
-        text = row["instruction"].strip()
-        instruction_id = str(row.get("id") or row_id(text))
+    for row, instruction_id in zip(instructions, row_ids(instructions), strict=True):
         if instruction_id in seen:
             duplicates += 1
             continue
         seen.add(instruction_id)
         inputs.append(
             {
-                "instruction": text,
+                "instruction": prompt_text(row).strip(),  # what the model answers: with the row's `input`
+                "instruction_text": row["instruction"].strip(),
                 "instruction_id": instruction_id,
                 "method": row.get("method"),
                 "generator_model": row.get("generator_model"),
@@ -192,11 +191,17 @@ def generate_preferences(
     if pcfg.evol_quality:
         totals |= {f"evol_quality_{i}": n_batches for i in range(len(plan))}
     totals["ultrafeedback"] = n_batches
-    out = run_pipeline(partial(_pipeline, cfg, inputs), cfg, totals)
+    out, requests = run_llm_pipeline(
+        partial(_pipeline, cfg, inputs), cfg, totals, [c for c, _ in plan] + [judge_cfg]
+    )
 
     counts: Counter[str] = Counter()
     rows = []
+    llm_steps = [f"generate_{i}" for i in range(len(plan))] + ["ultrafeedback"]
+    llm_steps += [f"evol_quality_{i}" for i in range(len(plan))] if pcfg.evol_quality else []
     for row in out:
+        # every row's generated tokens count, also those of rows dropped below: they were paid for
+        counts["generated_tokens"] += sum(statistics_tokens(row, step) for step in llm_steps)
         responses, params_list, models = [], [], []
         for i, (gen_cfg, params) in enumerate(plan):
             text, evolved = pick_response(row, i, pcfg.evol_quality)
@@ -220,7 +225,7 @@ def generate_preferences(
             {
                 "id": row_id(row["instruction"], responses),
                 "instruction_id": row["instruction_id"],
-                "instruction": row["instruction"],
+                "instruction": row.get("instruction_text") or row["instruction"],
                 "method": row.get("method"),
                 "generator_model": row.get("generator_model"),
                 "parent_id": row.get("parent_id"),
@@ -241,6 +246,7 @@ def generate_preferences(
         "num_generations": len(plan),
         "evol_quality": pcfg.evol_quality,
         **dict(sorted(counts.items())),
+        **requests,
         "kept": len(rows),
     }
     return to_dataset(rows, FEATURES), stats

@@ -30,10 +30,10 @@ from datasets import Dataset
 
 from curate.config import Config, LLMConfig, ScoreConfig
 from curate.console import console, progress
-from curate.io import InputError, check_text_column
+from curate.io import InputError, check_text_column, require_columns
 from curate.rows import join_input
 from curate.scoring import prior as priors
-from curate.scoring.backends import build_backend, expected_score, logits_supported
+from curate.scoring.backends import build_backend, expected_score, logits_supported, request_stats
 from curate.scoring.validity import describe_validity, scorer_profile
 from curate.stages import StageResult
 
@@ -179,14 +179,17 @@ def _logit_scores(
     sc: ScoreConfig,
     c_cfg: LLMConfig,
     q_cfg: LLMConfig,
+    score_complexity: bool = True,
 ) -> tuple[np.ndarray, list[list[float]] | None, dict[str, Any]]:
-    c_backend = build_backend(c_cfg)
-    q_backend = c_backend if q_cfg == c_cfg else (build_backend(q_cfg) if responses else None)
+    c_backend = build_backend(c_cfg) if score_complexity else None
+    q_backend = None
+    if responses is not None:
+        q_backend = c_backend if c_backend is not None and q_cfg == c_cfg else build_backend(q_cfg)
     run = _Run()
-    complexity = complexity_llm(instructions, c_backend, sc, run)
+    complexity = complexity_llm(instructions, c_backend, sc, run) if c_backend else np.empty(0)
     quality = quality_llm(instructions, responses, q_backend, sc, run) if responses is not None else None
     stats = {
-        "complexity_model": c_backend.name,
+        "complexity_model": c_backend.name if c_backend else None,
         "quality_model": q_backend.name if q_backend else None,
         "score_tokens": {"complexity": _tokens_info(c_backend), "quality": _tokens_info(q_backend)},
         "fields_truncated": run.truncated,
@@ -197,6 +200,7 @@ def _logit_scores(
         "prompt_tokens_per_second": round(run.tokens / run.seconds, 1)
         if run.seconds and run.tokens
         else None,
+        **request_stats(c_backend, q_backend),
     }
     if run.missing:
         console.print(
@@ -215,23 +219,41 @@ def _tokens_info(backend) -> Any:
 
 
 def _text_scores(
-    instructions: list[str], responses: list[list[str]] | None, c_cfg: LLMConfig, q_cfg: LLMConfig
+    instructions: list[str],
+    responses: list[list[str]] | None,
+    c_cfg: LLMConfig,
+    q_cfg: LLMConfig,
+    score_complexity: bool = True,
 ):
     from curate.scoring.text import complexity_text, quality_text
 
-    complexity = complexity_text(instructions, c_cfg)
+    complexity = complexity_text(instructions, c_cfg) if score_complexity else []
     quality = quality_text(instructions, responses, q_cfg) if responses is not None else None
     return complexity, quality
 
 
-def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[Dataset, dict[str, Any]]:
-    """Add complexity, quality(_scores), deita_score, score_method, scorer_model to every row (none dropped)."""
+PARTS = ("complexity", "quality")
+
+
+def score(
+    ds: Dataset, cfg: Config, source: Path | str | None = None, parts: Sequence[str] = PARTS
+) -> tuple[Dataset, dict[str, Any]]:
+    """Add complexity, quality(_scores), deita_score, score_method, scorer_model to every row (none dropped).
+
+    `parts` says what to score: complexity alone (the instruction), or quality alone, which keeps the
+    complexity an earlier pass wrote; both by default."""
     where = source or "<dataset>"
     if len(ds) == 0:
         raise InputError(where, "no rows to score")
+    unknown = set(parts) - set(PARTS)
+    if unknown or not parts:
+        raise ValueError(f"score parts must be among {PARTS}, got {tuple(parts)}")
+    score_complexity = "complexity" in parts
+    if not score_complexity:
+        require_columns(ds, ["complexity"], where)  # written by the complexity pass
     ins_col = _instruction_column(ds, source)
     check_text_column(ds, ins_col, where)
-    resp_col, responses = _responses(ds, source)
+    resp_col, responses = _responses(ds, source) if "quality" in parts else (None, None)
     extra = ds["input"] if "input" in ds.column_names else [None] * len(ds)
     instructions = [join_input(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)]
 
@@ -255,11 +277,18 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         "response_column": resp_col,
     }
     if method == "logits":
-        c_llm, q_llm, run_stats = _logit_scores(instructions, llm_responses, sc, c_cfg, q_cfg)
-        stats.update(run_stats)
+        if score_complexity or llm_responses is not None:
+            c_llm, q_llm, run_stats = _logit_scores(
+                instructions if score_complexity else [], llm_responses, sc, c_cfg, q_cfg, score_complexity
+            )
+            stats.update(run_stats)
+        else:  # quality from the head, complexity kept: no LLM runs at all
+            c_llm, q_llm = np.empty(0), None
         if use_head:
             stats["quality_model"] = profile.quality_model
-        complexity = priors.complexity_final(c_llm, instructions, profile)
+        complexity = (
+            priors.complexity_final(c_llm, instructions, profile) if score_complexity else np.empty(0)
+        )
         quality = None
         if llm_responses is not None:
             quality = [
@@ -271,7 +300,9 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         complexity_col: list[float | None] = [round(float(x), 4) for x in complexity]
         quality_lists = [[round(float(x), 4) for x in q] for q in quality] if quality is not None else None
     else:
-        complexity_col, quality_lists = _text_scores(instructions, llm_responses, c_cfg, q_cfg)
+        complexity_col, quality_lists = _text_scores(
+            instructions, llm_responses, c_cfg, q_cfg, score_complexity
+        )
         c_llm_col, q_llm_col = list(complexity_col), quality_lists
         stats["unparsed_scores"] = sum(x is None for x in complexity_col) + (
             sum(x is None for q in quality_lists for x in q) if quality_lists else 0
@@ -285,6 +316,11 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
         head_scores = head.quality_scores(instructions, responses, with_bar)
         quality_lists = [[round(x, 4) for x in q] for q in head_scores]
         stats["quality_head_seconds"] = round(time.perf_counter() - started, 2)
+    if not score_complexity:  # the complexity pass's values stay as they were
+        complexity_col = list(ds["complexity"])
+        c_llm_col = (
+            list(ds["complexity_llm"]) if "complexity_llm" in ds.column_names else list(complexity_col)
+        )
 
     quality_col = (
         [max((x for x in q if x is not None), default=None) for q in quality_lists]
@@ -315,7 +351,7 @@ def score(ds: Dataset, cfg: Config, source: Path | str | None = None) -> tuple[D
             out = out.add_column("quality_llm_scores", q_llm_col)
         elif q_llm_col is not None:
             out = out.add_column("quality_llm", [q[0] for q in q_llm_col])
-    if responses is None:
+    if responses is None and "quality" in parts:
         console.print(
             "[yellow]warning:[/] no response column (generations, response_a/_b, response or output): only "
             "complexity was scored; quality and deita_score are empty"
@@ -352,4 +388,20 @@ def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) ->
     if ds is None:
         raise ValueError("the score stage needs rows")
     scored, stats = score(ds, cfg, source=source)
+    return StageResult({"train": scored}, stats)
+
+
+def complexity(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The complexity stage: Deita complexity of each instruction, before any response is generated."""
+    if ds is None:
+        raise ValueError("the complexity stage needs rows")
+    scored, stats = score(ds, cfg, source=source, parts=("complexity",))
+    return StageResult({"train": scored}, stats)
+
+
+def quality(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The quality stage: quality of every response and the Deita score, keeping the earlier complexity."""
+    if ds is None:
+        raise ValueError("the quality stage needs rows")
+    scored, stats = score(ds, cfg, source=source, parts=("quality",))
     return StageResult({"train": scored}, stats)

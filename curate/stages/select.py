@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +30,25 @@ from curate.stages import StageResult
 from curate.stages.dedup import compared_texts
 
 SCORE_COLUMNS = ("deita_score", "quality", "ratings")
+INSTRUCTION_SCORES = ("complexity", "deita_score")  # before responses exist, complexity ranks
 SELECT_COLUMNS = ("selection_rank", "selection_reason", "selection_max_similarity")
 BLOCK = 256  # candidates compared against the taken rows per matrix product
 
 
-def score_column(ds: Dataset, source: Path | str) -> tuple[str, np.ndarray]:
-    """The first score column with any value (deita_score, quality, ratings) and its values (NaN = none)."""
-    for column in SCORE_COLUMNS:
+def score_column(
+    ds: Dataset, source: Path | str, columns: Sequence[str] = SCORE_COLUMNS
+) -> tuple[str, np.ndarray]:
+    """The first of `columns` with any value (by default deita_score, quality, ratings) and its values
+    (NaN = none)."""
+    for column in columns:
         if column in ds.column_names:
             values = np.array([as_score(v) for v in ds[column]], dtype=np.float64)
             if not np.isnan(values).all():
                 return column, values
     raise InputError(
         source,
-        f"no scores to rank by: needs one of {', '.join(SCORE_COLUMNS)} (run `curate score` first)",
-        field="deita_score",
+        f"no scores to rank by: needs one of {', '.join(columns)} (run `curate score` first)",
+        field=columns[0],
     )
 
 
@@ -91,15 +96,22 @@ def repr_filter(
 
 
 def select(
-    ds: Dataset, cfg: SelectConfig, emb: EmbeddingConfig, source: Path | str | None = None
+    ds: Dataset,
+    cfg: SelectConfig,
+    emb: EmbeddingConfig,
+    source: Path | str | None = None,
+    budget: int | None = None,
+    columns: Sequence[str] = SCORE_COLUMNS,
 ) -> tuple[Dataset, Dataset, dict[str, Any]]:
-    """Pick up to `budget` rows, best score first, skipping rows too similar to those already picked."""
+    """Pick up to `budget` rows (default `cfg.budget`), best score first (the first of `columns` that
+    has scores), skipping rows too similar to those already picked."""
     from curate.models import encoder_name
 
     t0 = time.perf_counter()
     source = source or "<dataset>"
-    if cfg.budget < 1:
-        raise ConfigError(f"select.budget: {cfg.budget} must be at least 1")
+    budget = cfg.budget if budget is None else budget
+    if budget < 1:
+        raise ConfigError(f"select.budget: {budget} must be at least 1")
     if not -1.0 < cfg.diversity_threshold <= 1.0:
         raise ConfigError(
             f"select.diversity_threshold: {cfg.diversity_threshold} is not a cosine similarity in (-1, 1]"
@@ -108,7 +120,7 @@ def select(
     if n == 0:
         raise InputError(source, "the input has no rows")
     ds = ds.remove_columns([c for c in SELECT_COLUMNS if c in ds.column_names])
-    column, scores = score_column(ds, source)
+    column, scores = score_column(ds, source, columns)
 
     # Embeddings: the ones dedup stored; else the same text dedup compares by default (instruction).
     dim = embedding_dim(emb)
@@ -125,7 +137,7 @@ def select(
     # best first; ties keep input order (stable sort)
     order = np.nonzero(scored)[0]
     order = order[np.argsort(-scores[order], kind="stable")]
-    taken, visited, max_sim, nearest = repr_filter(vectors, order, cfg.budget, cfg.diversity_threshold)
+    taken, visited, max_sim, nearest = repr_filter(vectors, order, budget, cfg.diversity_threshold)
 
     ids = row_ids(ds)
     rank = np.full(n, -1, dtype=np.int64)
@@ -139,7 +151,7 @@ def select(
             reasons.append(f"no {column}")
             counts["no_score"] += 1
         elif not visited[i]:
-            reasons.append(f"budget of {cfg.budget} reached")
+            reasons.append(f"budget of {budget} reached")
             counts["budget"] += 1
         else:
             reasons.append(
@@ -161,7 +173,7 @@ def select(
         "rejected_similar": counts["similar"],
         "rejected_budget": counts["budget"],
         "rejected_no_score": counts["no_score"],
-        "budget": cfg.budget,
+        "budget": budget,
         "diversity_threshold": cfg.diversity_threshold,
         "score_column": column,
         "score_min_selected": float(scores[taken].min()) if taken else None,
@@ -173,8 +185,27 @@ def select(
 
 
 def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
-    """The select stage: `train` holds the selected rows in rank order, `rejected` the others with the reason."""
+    """The select stage (the review budget): `train` holds the selected rows in rank order, `rejected` the
+    others with the reason."""
     if ds is None:
         raise ValueError("the select stage needs rows")
     selected, rejected, stats = select(ds, cfg.select, cfg.embeddings, source=source)
+    return StageResult({"train": selected, "rejected": rejected}, stats)
+
+
+def instructions(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+    """The instruction budget, before responses are generated: Deita's repr filter on complexity and
+    diversity. Without `select.instruction_budget` every instruction flows on."""
+    if ds is None:
+        raise ValueError("the instruction selection stage needs rows")
+    if cfg.select.instruction_budget is None:
+        return StageResult({"train": ds, "rejected": ds.select([])}, {"rows": len(ds), "selected": len(ds)})
+    selected, rejected, stats = select(
+        ds,
+        cfg.select,
+        cfg.embeddings,
+        source,
+        budget=cfg.select.instruction_budget,
+        columns=INSTRUCTION_SCORES,
+    )
     return StageResult({"train": selected, "rejected": rejected}, stats)
