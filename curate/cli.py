@@ -423,6 +423,8 @@ def export(
             cfg, cfg.argilla.dataset, cfg.argilla.workspace, output, to_hub=to_hub, overwrite=overwrite
         )
         acc = summary["accounting"]
+        if summary.get("empty_because"):
+            console.print(f"[yellow]warning:[/] {summary['empty_because']}")
         _print_stats(
             f"{summary['pairs']} pairs from {acc['records']['total']} records -> {output}"
             + (f" and {summary['hub_url']}" if summary.get("hub_url") else ""),

@@ -126,6 +126,20 @@ def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str]
     return ds
 
 
+def read_records(path: Path | str, split: str = MAIN_SPLIT) -> list[dict[str, Any]] | Dataset:
+    """The rows of a jsonl / json / csv file as dicts, each with the types its own line gave it (no one
+    schema over all rows), for a stage that checks every row and sets the bad ones aside (push); other
+    inputs as `read_rows`."""
+    path = Path(path)
+    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}
+    if not path.is_file() or path.suffix not in readers:
+        return read_rows(path, split)
+    rows = readers[path.suffix](path)
+    if not rows:
+        raise InputError(path, "the input has no rows")
+    return rows
+
+
 def _from_rows(path: Path, rows: list[dict[str, Any]]) -> Dataset:
     """One table over all rows: every key any row has is a column (None where a row lacks it)."""
     if not rows:
@@ -301,16 +315,23 @@ def write_dataset(
     """Write a stage output atomically: save_to_disk, a parquet copy per split, and stats.json."""
     splits = DatasetDict({MAIN_SPLIT: data} if isinstance(data, Dataset) else dict(data))
     with atomic_dir(out) as tmp:
-        if splits:
-            splits.save_to_disk(str(tmp))
-            (tmp / "parquet").mkdir()
-        for name, ds in splits.items():
-            if len(ds) == 0:
-                _write_empty_shard(tmp / name, ds)
-            ds.to_parquet(str(tmp / "parquet" / f"{name}.parquet"))
+        write_splits(tmp, splits)
         if stats is not None:
             write_json(tmp / "stats.json", stats)
     return Path(out)
+
+
+def write_splits(folder: Path, splits: DatasetDict) -> None:
+    """`splits` into `folder` (inside an `atomic_dir`): save_to_disk, with one shard for an empty split so
+    that plain `datasets.load_from_disk` opens it, and a parquet copy of each split."""
+    if not splits:
+        return
+    splits.save_to_disk(str(folder))
+    (folder / "parquet").mkdir()
+    for name, ds in splits.items():
+        if len(ds) == 0:
+            _write_empty_shard(folder / name, ds)
+        ds.to_parquet(str(folder / "parquet" / f"{name}.parquet"))
 
 
 def write_stage(out: Path | str, result: StageResult) -> Path:

@@ -136,6 +136,7 @@ class ExportSummary(TypedDict):
     pull_seconds: float
     seconds: NotRequired[float]  # set just before the file is written
     hub_url: NotRequired[str]  # only in the returned summary, after a push to the Hub
+    empty_because: NotRequired[str]  # set when no record became a pair: why, and what to change
 
 
 class ReviewStatus(TypedDict):
@@ -249,6 +250,8 @@ class PushStats(TypedDict, total=False):
     rejected: int
     rejected_reasons: dict[str, int]
     quarantine: str | None
+    markup_rows: int  # pairs whose texts hold HTML markup or entities (shown to reviewers literally)
+    markup_examples: list[int]  # the first of their row numbers
     settings_changes: list[str]
     min_submitted: int
     seed: int

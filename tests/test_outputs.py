@@ -155,3 +155,39 @@ def test_an_infinite_score_is_no_score(tmp_path: Path) -> None:
     assert result.rows["instruction"] == ["List three uses of copper."]
     assert result.splits["rejected"]["selection_reason"] == ["no deita_score"]
     _strict_json(write_dataset(tmp_path / "sel", result.splits, result.stats) / "stats.json")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_an_export_with_no_pair_is_a_valid_empty_export_that_says_why(
+    argilla_server, tmp_path: Path, shared_data: Path
+) -> None:
+    """Nobody reviewed yet: the export is written, every split opens with plain load_from_disk, the
+    accounting adds up and the summary (and the command) says why there is no pair."""
+    from review_helpers import server_config
+
+    items = json.loads((shared_data / "preference" / "pandalm" / "testset-v1.json").read_text())[:3]
+    rows = [
+        {
+            "instruction": r["instruction"],
+            "input": r["input"],
+            "response_a": r["response1"],
+            "response_b": r["response2"],
+        }
+        for r in items
+    ]
+    cfg = server_config(argilla_server, tmp_path, argilla={"dataset": "nobody-reviewed"})
+    pushed = curate.push(rows, config=cfg)
+    created = pushed.stats["created"]
+    assert created >= 2
+    summary = curate.export(tmp_path / "export", config=cfg)
+    assert summary["pairs"] == 0 and summary["accounting"]["records"]["total"] == created
+    assert (
+        "no record qualified" in summary["empty_because"]
+        and "--include-unreviewed" in summary["empty_because"]
+    )
+    opened = datasets.load_from_disk(str(tmp_path / "export"))
+    assert {name: len(split) for name, split in opened.items()} == summary["splits"]
+    assert all(len(split) == 0 for split in opened.values())
+    assert _strict_json(tmp_path / "export" / "summary.json")["empty_because"] == summary["empty_because"]
+    assert (tmp_path / "export" / "README.md").is_file()

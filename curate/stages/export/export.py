@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from curate.config import Config
-from curate.io import atomic_dir, write_json
-from curate.schemas import ExportSummary, Provenance
+from curate.io import atomic_dir, check_output, write_json, write_splits
+from curate.schemas import Accounting, ExportSummary, Provenance
 from curate.stages.export import formats
 from curate.stages.export.card import render_card
 from curate.stages.export.decide import decide_records
@@ -38,6 +38,7 @@ def export(
 ) -> ExportSummary:
     """Pull, decide, measure agreement, write every format + card to `output`; optionally push to the Hub."""
     started = time.perf_counter()
+    check_output(output)  # before the pull: a refused output path fails in seconds, not after the work
     hub_api = check_hub(to_hub, overwrite) if to_hub else None
     client = client or rc.connect(cfg)
     rg_dataset = rc.require_dataset(client, dataset, workspace)
@@ -61,12 +62,11 @@ def export(
         "license": ex.license,
         "pull_seconds": round(pulled - started, 2),
     }
+    if not summary["pairs"]:
+        summary["empty_because"] = why_empty(decisions.accounting)
     card = render_card(summary, provenance, cfg)
     with atomic_dir(output) as tmp:
-        splits.save_to_disk(str(tmp))
-        (tmp / "parquet").mkdir()
-        for name, split in splits.items():
-            split.to_parquet(str(tmp / "parquet" / f"{name}.parquet"))
+        write_splits(tmp, splits)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         summary["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / SUMMARY, summary)
@@ -74,3 +74,15 @@ def export(
     if hub_api is not None:
         summary["hub_url"] = push_to_hub(hub_api, to_hub, Path(output), ex.private)
     return summary
+
+
+def why_empty(acc: Accounting) -> str:
+    """Why no record became a pair: the exclusion reasons, largest first, with the policy that set them."""
+    excluded = sorted(acc["records"]["excluded"].items(), key=lambda kv: -kv[1])
+    reasons = ", ".join(f"{n} {reason}" for reason, n in excluded if n) or "the dataset has no records"
+    policy = acc["policy"]
+    return (
+        f"no record qualified as a pair ({reasons}) under policy {policy['policy']}, min_votes "
+        f"{policy['min_votes']}, min_agreement {policy['min_agreement']}: review more records, or relax the "
+        "policy (--min-votes, --min-agreement, --include-unreviewed)"
+    )

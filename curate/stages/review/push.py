@@ -2,8 +2,10 @@
 
 Safe to re-run: record ids are content hashes, records already in the dataset are skipped (so a
 re-push never touches their suggestions or human responses, and an interrupted push resumes), the
-rest go in batched upserts keyed by that id (so even a race cannot duplicate). Rows the server
-rejects are quarantined with its reason and the others still land.
+rest go in batched upserts keyed by that id (so even a race cannot duplicate). Rows that cannot be
+reviewed (pairs.to_pairs) and rows the server rejects are quarantined with their row number, field
+and reason, and the others still land; a push in which nothing lands is an error and creates no
+dataset. The server and the API key are checked before any embedding.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import argilla as rg
+import httpx
 from argilla._exceptions import ArgillaAPIError
 from datasets import Dataset
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from curate.config import Config
-from curate.io import load_stats
+from curate.io import InputError, load_stats
 from curate.rows import messages_text
 from curate.schemas import PushProvenance, PushStats, StageProvenance
 from curate.stages import StageResult
@@ -86,10 +90,10 @@ def to_record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has
             suggestions.append(rg.Suggestion(question, pair["ratings"][pos], agent=agent, type="model"))
     record = rg.Record(
         id=pair["id"],
-        fields={
-            st.PROMPT: pair["messages"],
-            st.RESPONSE_A: pair["responses"][a],
-            st.RESPONSE_B: pair["responses"][b],
+        fields={  # escaped, so that the UI shows each text exactly as it is exported (settings.shown_text)
+            st.PROMPT: [{**m, "content": st.shown_text(m["content"])} for m in pair["messages"]],
+            st.RESPONSE_A: st.shown_text(pair["responses"][a]),
+            st.RESPONSE_B: st.shown_text(pair["responses"][b]),
         },
         metadata={k: v for k, v in pr.record_metadata(pair).items() if k in metadata},
         suggestions=suggestions,
@@ -100,7 +104,29 @@ def to_record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has
 
 
 _POSITION = re.compile(r"Record at position (\d+) is not valid because (.*?)(?:\"\}|$)", re.DOTALL)
-_ITEM_LOC = re.compile(r"\"items\",\s*(\d+)")
+_ITEM_LOC = re.compile(r"\"items\",\s*(\d+)(?:,\s*\"(\w+)\")?(?:,\s*\"(\w+)\")?")
+
+
+_FIELD_NAMED = re.compile(r"field '(\w+)'")
+_MSG = re.compile(r"'msg': '([^']*)'|\"msg\":\"((?:[^\"\\]|\\.)*)\"")
+
+
+def _validation_error(text: str, match: re.Match) -> tuple[str, str | None]:
+    """(reason, field) of a record the server's request validation refused: its message (the innermost
+    one, without the echoed input) and where in the record (`fields.prompt`), when the text says."""
+    rest = text[match.end() :]
+    section, name = match.group(2), match.group(3)
+    if section == "fields" and not name and (named := _FIELD_NAMED.search(rest)):
+        name = named.group(1)
+    messages = [a or b for a, b in _MSG.findall(rest[:5000])]
+    field = f"{section}.{name}" if section and name else section
+    return (messages[-1] if messages else text), field
+
+
+def _server_rejected(pair: dict, reason: str, field: str | None = None) -> dict:
+    entry = {"row": pair["row"], "id": pair["id"], "field": field, "reason": f"server rejected: {reason}"}
+    entry["reason"] = rc.cut(entry["reason"])  # a refused 2 MB text is echoed back in the reason
+    return {**{k: v for k, v in entry.items() if v is not None}, "stage": "server"}
 
 
 def _send(
@@ -118,29 +144,18 @@ def _send(
             match = _POSITION.search(text) or _ITEM_LOC.search(text)
             if exc.status_code == 422 and match and int(match.group(1)) < len(pending):
                 idx = int(match.group(1))
-                reason = match.group(2) if match.re is _POSITION else text
+                if match.re is _POSITION:
+                    reason, field = match.group(2), None
+                else:
+                    reason, field = _validation_error(text, match)
                 pair, _ = pending.pop(idx)
-                quarantined.append(
-                    {
-                        "row": pair["row"],
-                        "id": pair["id"],
-                        "reason": f"server rejected: {reason}",
-                        "stage": "server",
-                    }
-                )
+                quarantined.append(_server_rejected(pair, reason, field))
                 continue
             if exc.status_code not in (400, 422):
                 raise
             if len(pending) == 1:
                 pair, _ = pending.pop()
-                quarantined.append(
-                    {
-                        "row": pair["row"],
-                        "id": pair["id"],
-                        "reason": f"server rejected: {text}",
-                        "stage": "server",
-                    }
-                )
+                quarantined.append(_server_rejected(pair, text))
                 return sent
             half = len(pending) // 2  # the server did not say which record: bisect
             sent += _send(client, dataset, pending[:half], quarantined)
@@ -191,7 +206,12 @@ def ensure_dataset(
     return rc.require_dataset(client, name, workspace), diffs
 
 
-STAGE_ORDER = ("instructions", "generate", "preferences", "dedup", "score", "select")
+def stage_order() -> tuple[str, ...]:
+    """Short names of the stages whose outputs a push can come from, in flow order: the stage table's,
+    plus `generate` and `score`, the names standalone commands give their outputs."""
+    from curate.run import STAGES  # the run imports this module: the table is read when needed
+
+    return (*(s.short for s in STAGES if s.short != "push"), "generate", "score")
 _LINK_KEYS = ("input", "source", "input_path", "source_path")
 _PREFIX = re.compile(r"^\d+-")
 
@@ -221,7 +241,7 @@ def _rows(path: Path) -> dict[str, int]:
 def _is_stage_dir(path: Path) -> bool:
     return (
         path.is_dir()
-        and _PREFIX.sub("", path.name) in STAGE_ORDER
+        and _PREFIX.sub("", path.name) in stage_order()
         and ((path / "stats.json").exists() or (path / "dataset_dict.json").exists())
     )
 
@@ -266,7 +286,7 @@ def collect_stages(source: Path | str | None) -> list[StageProvenance]:
                 target = Path(link) if Path(link).is_absolute() else (path.parent / link)
                 if target.is_dir():
                     queue.append(target.resolve())
-    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    order = {name: i for i, name in enumerate(stage_order())}
     return sorted(seen.values(), key=lambda s: (order.get(s["stage"], len(order)), s["path"]))
 
 
@@ -307,25 +327,43 @@ def _record_provenance(
     rc.set_dataset_metadata(client, dataset, {**meta, PROVENANCE_KEY: block})
 
 
-def _models(ds: Dataset) -> dict[str, list[str]]:
+def _models(rows: Dataset | Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     out: dict[str, set[str]] = {}
+    columns = pr.columns_of(rows)
     for column, key in (
         ("generation_models", "generators"),
         ("generator_model", "instruction_generators"),
         ("judge_model", "judges"),
         ("scorer_model", "scorers"),
     ):
-        if column not in ds.column_names:
+        if column not in columns:
             continue
         values: set[str] = set()
-        for v in ds[column]:
+        for v in rows[column] if isinstance(rows, Dataset) else (r.get(column) for r in rows):
             values.update(str(x) for x in (v if isinstance(v, list) else [v]) if x)
         out[key] = values
     return {k: sorted(v) for k, v in out.items() if v}
 
 
+def check_writable(path: Path) -> None:
+    """Fail before any work when the quarantine file cannot be written."""
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), Path("."))
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(path, "cannot write the quarantine file here: choose another --quarantine path")
+
+
+def _all_quarantined(n_rows: int, rejected: list[dict], qpath: Path, where: str) -> rc.ReviewError:
+    if not n_rows:
+        return rc.ReviewError(f"nothing to push to {where}: the input has no rows")
+    reasons = ", ".join(f"{k}: {v}" for k, v in _reasons(rejected).items())
+    return rc.ReviewError(
+        f"none of the {n_rows} input rows can be reviewed ({reasons}); each is in {qpath} with its row, "
+        f"field and reason. Nothing was pushed to {where}: fix the rows and push again"
+    )
+
+
 def push(
-    ds: Dataset,
+    ds: Dataset | Sequence[Mapping[str, Any]],
     cfg: Config,
     dataset: str,
     workspace: str,
@@ -334,13 +372,63 @@ def push(
     client: rg.Argilla | None = None,
     progress: bool = True,
 ) -> PushStats:
-    """Push `ds` for review as dataset `workspace/dataset`; returns counts (see the module docstring)."""
+    """Push `ds` (a Dataset or row dicts) for review as dataset `workspace/dataset`; returns counts (see
+    the module docstring). A push in which no row lands is an error, and leaves no new dataset."""
     started = time.perf_counter()
-    provenance_source = source if source is not None else run_source(cfg, ds)
+    qpath = Path(quarantine) if quarantine else quarantine_path(cfg, dataset)
+    check_writable(qpath)
     pairs, rejected = pr.to_pairs(ds, cfg.review.seed, source)
+    client = client or rc.connect(cfg, roles=rc.WRITER_ROLES)  # before the embedding: fail in seconds
+    where = f"{workspace}/{dataset} at {client.api_url}"
+    if not pairs:
+        _write_quarantine(qpath, rejected)
+        raise _all_quarantined(len(ds), rejected, qpath, where)
+    provenance_source = source if source is not None else run_source(cfg, ds)
     dim = _attach_embeddings(pairs, cfg) if cfg.review.vectors else None
     spec = st.build_spec(pr.metadata_names(pairs), dim, cfg.review.min_submitted)
-    client = client or rc.connect(cfg)
+    try:
+        stats, created_dataset, all_rejected = _push_pairs(
+            client, ds, cfg, pairs, rejected, spec, dim, dataset, workspace, provenance_source, progress
+        )
+    except (ArgillaAPIError, httpx.HTTPError) as exc:
+        raise rc.ReviewError(
+            f"the push to {where} failed: {rc.cut(str(exc))}. Re-run the same command: records already "
+            "pushed are skipped"
+        ) from None
+    _write_quarantine(qpath, all_rejected)
+    if not stats["pushed"]:
+        if created_dataset is not None:
+            created_dataset.delete()  # it was created by this push and holds nothing
+        raise _all_quarantined(len(ds), all_rejected, qpath, where)
+    stats["quarantine"] = str(qpath) if all_rejected else None
+    stats["seconds"] = round(time.perf_counter() - started, 2)
+    if stats["markup_rows"]:
+        from curate.console import console
+
+        console.print(
+            f"note: {stats['markup_rows']} rows hold HTML markup or entities (rows "
+            f"{', '.join(map(str, stats['markup_examples']))}{', ...' if stats['markup_rows'] > 10 else ''}): "
+            "reviewers see it as literal text, exactly as it will be exported",
+            markup=False,
+            highlight=False,
+        )
+    return stats
+
+
+def _push_pairs(
+    client: rg.Argilla,
+    ds: Dataset | Sequence[Mapping[str, Any]],
+    cfg: Config,
+    pairs: list[dict],
+    rejected: list[dict],
+    spec: dict[str, Any],
+    dim: int | None,
+    dataset: str,
+    workspace: str,
+    provenance_source: Path | str | None,
+    progress: bool,
+) -> tuple[PushStats, rg.Dataset | None, list[dict]]:
+    """The server side of a push: (stats, the dataset if this push created it, every rejected row)."""
     rg_dataset, changes = ensure_dataset(client, dataset, workspace, spec, cfg.review.update_settings)
     has_vector = dim is not None and any(v.name == st.VECTOR for v in rg_dataset.settings.vectors)
     metadata = {m.name for m in rg_dataset.settings.metadata}
@@ -402,12 +490,10 @@ def push(
     by_row = {r["row"]: r for r in rejected}
     rows = {p["row"]: p for p in pairs}
     for q in quarantined:
-        by_row[q["row"]] = {**q, "data": ds[q["row"] - 1]} if q["row"] in rows else q
+        by_row[q["row"]] = {**q, "data": dict(ds[q["row"] - 1])} if q["row"] in rows else q
     all_rejected = sorted(by_row.values(), key=lambda r: r["row"])
-    qpath = Path(quarantine) if quarantine else quarantine_path(cfg, dataset)
-    _write_quarantine(qpath, all_rejected)
+    markup = [p["row"] for p in pairs if pr.has_markup(p)]
 
-    elapsed = time.perf_counter() - started
     stats: PushStats = {
         "dataset": dataset,
         "workspace": workspace,
@@ -420,20 +506,22 @@ def push(
         "pushed": len(pairs) - len(todo) + created,
         "rejected": len(all_rejected),
         "rejected_reasons": _reasons(all_rejected),
-        "quarantine": str(qpath) if all_rejected else None,
+        "markup_rows": len(markup),
+        "markup_examples": markup[:10],
         "settings_changes": changes,
         "min_submitted": cfg.review.min_submitted,
         "seed": cfg.review.seed,
         "vectors": has_vector,
-        "seconds": round(elapsed, 2),
     }
     if quarantined:
         entry["push"].update({k: stats[k] for k in ("created", "rejected", "rejected_reasons")})
         _record_provenance(client, rg_dataset, entry, replace_last=True)
-    return stats
+    return stats, rg_dataset if "created" in changes else None, all_rejected
 
 
-def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) -> StageResult:
+def run(
+    cfg: Config, ds: Dataset | Sequence[Mapping[str, Any]] | None, *, source: Path | str | None = None
+) -> StageResult:
     """The push stage: the rows go to `argilla.dataset` for review; its stats count what landed."""
     if ds is None:
         raise ValueError("the push stage needs rows")
