@@ -196,9 +196,21 @@ def dedup(
     keep: Optional[str] = typer.Option(None, "--keep", help="auto | deita | rating | first"),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto | exact | faiss"),
     dry_run: Optional[bool] = typer.Option(None, "--dry-run/--apply", help="Only annotate decisions."),
+    against: list[str] = typer.Option(
+        [],
+        "--against",
+        help="A reference the rows must not duplicate (run/stage dir, export, file, argilla:NAME).",
+    ),
+    decontaminate: list[Path] = typer.Option(
+        [], "--decontaminate", help="A benchmark prompt file: rows containing one of its prompts are removed."
+    ),
+    ngram: Optional[int] = typer.Option(
+        None, "--ngram", help="Word n-gram of the decontamination rule (13)."
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """Remove exact and semantic near-duplicates, keeping each cluster's best row and explaining why."""
+    """Remove exact and semantic near-duplicates (each cluster keeps its best row), duplicates of references
+    and benchmark contamination, explaining every removal."""
     opts = {
         "threshold": threshold,
         "column": column,
@@ -206,18 +218,14 @@ def dedup(
         "keep": keep,
         "backend": backend,
         "dry_run": dry_run,
+        "against": against or None,
+        "decontaminate": decontaminate or None,
+        "ngram": ngram,
     }
     cfg = _load(config, _overrides(dedup=opts))
+    from curate.stages import dedup as stage
 
-    def go():
-        from curate.io import read_rows, write_dataset
-        from curate.stages.dedup import dedup as run
-
-        kept, removed, stats = run(read_rows(input), cfg.dedup, cfg.embeddings, source=input)
-        write_dataset(output, {"train": kept, "removed": removed}, stats)
-        _print_stats(f"kept {len(kept)}, removed {len(removed)} -> {output}", stats)
-
-    _run_stage(go, log=log_path_for(output))
+    _stage_command(stage.run, cfg, input, output, "kept {n}, removed {removed} -> {output}")
 
 
 @app.command("score")

@@ -136,6 +136,17 @@ class DedupConfig(Section):
     )
     backend: Literal["auto", "exact", "faiss"] = "auto"
     ann_min_rows: int = Field(50_000, ge=1, description="auto uses the ANN index from this many rows.")
+    against: list[str] = Field(
+        default_factory=list,
+        description="References whose rows new rows must not duplicate: run or stage directories, exports, "
+        "files, saved datasets, argilla:NAME. They are never changed.",
+    )
+    decontaminate: list[Path] = Field(
+        default_factory=list,
+        description="Benchmark prompt files (jsonl / json / parquet / csv with a prompt column): a row that "
+        "contains one is removed as contamination.",
+    )
+    ngram: int = Field(13, ge=3, le=64, description="Word n-gram length of the decontamination overlap rule.")
     dry_run: bool = False
 
 
@@ -212,6 +223,12 @@ class ReviewConfig(Section):
     )
     vectors: bool = Field(True, description="Add the prompt embedding as a vector field ('find similar').")
     concurrency: int = Field(2, ge=1, le=32, description="Upsert batches in flight at once during a push.")
+    calibration_size: int = Field(
+        200,
+        ge=0,
+        description="Records in the calibration sample reviewed first (random, stratified over judge "
+        "confidence levels); calibrate and auto-accept estimate only from it.",
+    )
     quarantine: Path | None = Field(
         None, description="Where rows the push rejects go, as jsonl (default: in the run directory)."
     )
@@ -225,6 +242,14 @@ class ExportConfig(Section):
     )
     include_unreviewed: bool = Field(False, description="Fall back to the judge for unreviewed records.")
     use_corrections: bool = Field(True, description="A reviewer's corrected response replaces `chosen`.")
+    auto_accept: bool = Field(
+        False,
+        description="Export unreviewed pairs with the judge's decision where the calibration shows the "
+        "judge reaches `auto_accept_min_agreement` (the lower bound of the 90% interval of its level).",
+    )
+    auto_accept_min_agreement: float = Field(
+        0.9, ge=0.0, le=1.0, description="Agreement with reviewers a confidence level needs (--auto-accept)."
+    )
     license: str = "apache-2.0"
     private: bool = Field(True, description="Create the Hub repo as private (--to-hub).")
 

@@ -80,6 +80,30 @@ class AgreementSummary(TypedDict):
 
 
 # --------------------------------------------------------------------------------------------------
+# Judge calibration (calibration.json, written by `curate calibrate` next to the export)
+# --------------------------------------------------------------------------------------------------
+
+
+class LevelCalibration(TypedDict):
+    votes: int  # calibration-sample records with a human decision
+    agree: int  # of which the judge's decision matched it
+    agreement: float
+    low: float  # 90% Wilson interval
+    high: float
+    votes_needed: int | None  # more votes before the lower bound can reach the target; None: cannot
+
+
+class CalibrationReport(TypedDict):
+    dataset: str
+    target: float
+    interval: str
+    estimate_from: str
+    sample_records: int  # records in the calibration sample
+    sample_decided: int  # of which have a human decision
+    levels: dict[str, LevelCalibration]
+
+
+# --------------------------------------------------------------------------------------------------
 # Export summary.json
 # --------------------------------------------------------------------------------------------------
 
@@ -210,6 +234,11 @@ class DedupStats(TypedDict, total=False):
     clusters_with_duplicates: int
     largest_cluster: int
     similar_pairs: int
+    reference_duplicates: int  # rows that duplicate a row of a reference (dedup.against)
+    contaminated: int  # rows that contain a benchmark prompt (dedup.decontaminate)
+    references: list[
+        dict[str, Any]
+    ]  # each reference: its label, kind, rows and whether its embeddings were cached
     threshold: float
     compared_text: str
     keep_rule: str

@@ -41,8 +41,11 @@ from curate.rows import (
 )
 from curate.schemas import DedupStats
 from curate.stages import StageResult
+from curate.stages.references import Reference, find_matches, load_references
 
 DEDUP_COLUMNS = (
+    "duplicate_source",
+    "dedup_match",
     "dedup_cluster",
     "dedup_cluster_size",
     "duplicate_of",
@@ -302,9 +305,14 @@ def _timer(stats: dict[str, float], key: str) -> Iterator[None]:
 
 
 def dedup(
-    ds: Dataset, cfg: DedupConfig, emb: EmbeddingConfig, source: Path | str | None = None
+    ds: Dataset,
+    cfg: DedupConfig,
+    emb: EmbeddingConfig,
+    source: Path | str | None = None,
+    references: list[Reference] | None = None,
 ) -> tuple[Dataset, Dataset, dict[str, Any]]:
-    """Remove exact and semantic near-duplicates, keeping each cluster's best row; returns (kept, removed, stats)."""
+    """Remove exact and semantic near-duplicates, keeping each cluster's best row, and rows that duplicate
+    a reference or contain a benchmark prompt (`references`); returns (kept, removed, stats)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -375,6 +383,27 @@ def dedup(
         duplicate_of = [ids[k] if d else None for k, d in zip(kept_row.tolist(), is_dup.tolist())]
         similarity = [float(s) if d else None for s, d in zip(sims.tolist(), is_dup.tolist())]
         kind = ["exact" if e else "semantic" if d else None for e, d in zip(exact.tolist(), is_dup.tolist())]
+        source_of: list[str | None] = [None] * n
+        match_of: list[str | None] = [None] * n
+
+    # 5. rows that duplicate a reference row (an earlier round) or contain a benchmark prompt
+    by_kind: dict[str, int] = {"reference": 0, "contamination": 0}
+    if references:
+        with _timer(timings, "references_s"):
+            prompt_cfg = cfg.model_copy(update={"include_response": False})
+            if cfg.include_response:  # references are matched on the prompt: embed the prompts too
+                prompts, _ = compared_texts(ds, prompt_cfg, source)
+                prompt_vectors = embed(prompts, emb, f"embedding {n} prompts")
+            else:
+                prompts, prompt_vectors = texts, row_vectors
+            for row, m in find_matches(prompts, prompt_vectors, references, cfg, normalize_text).items():
+                if is_dup[row]:  # already a duplicate of a row kept in this set
+                    continue
+                is_dup[row] = True
+                duplicate_of[row], similarity[row], kind[row] = m.ref_id, round(m.similarity, 6), m.kind
+                source_of[row] = m.label
+                match_of[row] = f"{cfg.ngram}-gram" if m.how == "ngram" else m.how
+                by_kind[m.kind] += 1
 
     out = ds.remove_columns([c for c in (EMBEDDING, "id") if c in ds.column_names])
     out = out.add_column("id", pa.array([str(i) for i in ids], pa.string()))
@@ -384,10 +413,12 @@ def dedup(
     out = out.add_column("dedup_similarity", pa.array(similarity, pa.float64()))
     out = out.add_column("dedup_kind", pa.array(kind, pa.string()))
     out = out.add_column("dedup_keep_rule", [rule] * n)
+    out = out.add_column("duplicate_source", pa.array(source_of, pa.string()))
+    out = out.add_column("dedup_match", pa.array(match_of, pa.string()))
     out = out.add_column(EMBEDDING, embedding_array(row_vectors))
 
     removed_idx = np.nonzero(is_dup)[0]
-    semantic = is_dup & ~exact
+    semantic = is_dup & ~exact & np.array([k == "semantic" for k in kind])
     stats: DedupStats = {
         "rows": n,
         "kept": n if cfg.dry_run else n - len(removed_idx),
@@ -400,6 +431,17 @@ def dedup(
         "clusters_with_duplicates": int((size > 1).sum()),
         "largest_cluster": int(size.max()),
         "similar_pairs": len(a),
+        "reference_duplicates": by_kind["reference"],
+        "contaminated": by_kind["contamination"],
+        "references": [
+            {
+                "reference": r.label,
+                "kind": r.kind,
+                "rows": len(r.ids),
+                "embeddings": "cached" if r.cached else "computed",
+            }
+            for r in references or []
+        ],
         "threshold": cfg.threshold,
         "compared_text": compared,
         "keep_rule": rule,
@@ -420,5 +462,6 @@ def run(cfg: Config, ds: Dataset | None, *, source: Path | str | None = None) ->
     """The dedup stage: `train` holds the kept rows, `removed` the duplicates with the row each duplicates."""
     if ds is None:
         raise ValueError("the dedup stage needs rows")
-    kept, removed, stats = dedup(ds, cfg.dedup, cfg.embeddings, source=source)
+    references = load_references(cfg) if cfg.dedup.against or cfg.dedup.decontaminate else None
+    kept, removed, stats = dedup(ds, cfg.dedup, cfg.embeddings, source=source, references=references)
     return StageResult({"train": kept, "removed": removed}, stats)
