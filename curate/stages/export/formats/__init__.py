@@ -33,5 +33,13 @@ FORMATS: tuple[Format, ...] = (
 
 
 def build(decisions: Decisions) -> DatasetDict:
-    """Every format's split, built from the same decisions."""
-    return DatasetDict({f.split: Dataset.from_list(f.rows(decisions), features=f.features) for f in FORMATS})
+    """Every format's split, built from the same decisions (an empty one keeps its columns)."""
+    splits = {}
+    for f in FORMATS:
+        rows = f.rows(decisions)
+        splits[f.split] = (
+            Dataset.from_list(rows, features=f.features)
+            if rows
+            else Dataset.from_dict({name: [] for name in f.features}, features=f.features)  # from_list fails
+        )
+    return DatasetDict(splits)
