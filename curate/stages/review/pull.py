@@ -18,9 +18,25 @@ def _value(values: dict[str, Any] | None, name: str) -> Any:
     return item.get("value") if isinstance(item, dict) else None
 
 
+def record_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """A server record's field values as the texts that were pushed (push stores them HTML-escaped, so
+    that the UI shows them literally, and says so in the record's `text_format` metadata)."""
+    fmt = (raw.get("metadata") or {}).get("text_format")
+    out: dict[str, Any] = {}
+    for name, value in (raw.get("fields") or {}).items():
+        if isinstance(value, list):  # chat messages
+            out[name] = [
+                {**m, "content": st.stored_text(m.get("content"), fmt)} if isinstance(m, dict) else m
+                for m in value
+            ]
+        else:
+            out[name] = st.stored_text(value, fmt)
+    return out
+
+
 def normalize(raw: dict[str, Any], questions: dict[str, str], users: dict[str, str]) -> dict[str, Any]:
     """One server record (JSON) -> {id, status, messages, response_a/b, metadata, suggestions, responses}."""
-    fields = raw.get("fields") or {}
+    fields = record_fields(raw)
     metadata = raw.get("metadata") or {}
     suggestions: dict[str, dict[str, Any]] = {}
     for s in raw.get("suggestions") or []:
