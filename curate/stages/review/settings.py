@@ -6,6 +6,7 @@ into `rg.Settings`. `diff_specs` explains how an existing dataset differs from w
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import argilla as rg
@@ -42,8 +43,28 @@ METADATA: dict[str, tuple[str, str, bool]] = {
     "a_index": ("integer", "Generation index shown as A", False),
     "b_index": ("integer", "Generation index shown as B", False),
     "source_id": ("terms", "Row id in the pushed data", False),
+    "text_format": ("terms", "How the field texts are stored (html-escaped: & < > as entities)", False),
 }
-ALWAYS_METADATA = ("a_index", "b_index", "source_id")
+ALWAYS_METADATA = ("a_index", "b_index", "source_id", "text_format")
+
+# Argilla 2.8's UI puts a field's text into the page as HTML (innerHTML, or a sandboxed frame when it
+# looks like HTML) when `use_markdown` is off, and through a sanitising markdown renderer when it is
+# on: either way a `<script>` or `<b>` in a response is not what the reviewer sees. So the fields are
+# stored HTML-escaped and shown without markdown: the page shows the literal text, tags and markdown
+# syntax included, exactly as it is exported. Records say so in their `text_format` metadata, and
+# `stored_text` turns them back.
+TEXT_FORMAT = "html-escaped"
+
+
+def shown_text(text: str) -> str:
+    """The field value that the Argilla UI displays as exactly `text`."""
+    return html.escape(text, quote=False)
+
+
+def stored_text(value: Any, text_format: Any) -> Any:
+    """The original text of a field value written by `shown_text` (others are returned unchanged)."""
+    return html.unescape(value) if text_format == TEXT_FORMAT and isinstance(value, str) else value
+
 
 GUIDELINES = """\
 ## Which response is better?
@@ -75,9 +96,9 @@ def build_spec(
     names = set(metadata_names) | set(ALWAYS_METADATA)
     return {
         "fields": {
-            PROMPT: {"type": "chat", "required": True, "title": "Prompt"},
-            RESPONSE_A: {"type": "text", "required": True, "title": "Response A"},
-            RESPONSE_B: {"type": "text", "required": True, "title": "Response B"},
+            PROMPT: {"type": "chat", "required": True, "title": "Prompt", "use_markdown": False},
+            RESPONSE_A: {"type": "text", "required": True, "title": "Response A", "use_markdown": False},
+            RESPONSE_B: {"type": "text", "required": True, "title": "Response B", "use_markdown": False},
         },
         "questions": {
             PREFERENCE: {
@@ -122,11 +143,18 @@ def to_rg_settings(spec: dict[str, Any], client: rg.Argilla) -> rg.Settings:
     """The `rg.Settings` for a spec (bound to `client`, not the SDK's global default)."""
     fields: list[Any] = []
     for name, f in spec["fields"].items():
+        markdown = f.get("use_markdown", False)
         if f["type"] == "chat":
-            fields.append(rg.ChatField(name, title=f["title"], required=f["required"], _client=client))
+            fields.append(
+                rg.ChatField(
+                    name, title=f["title"], required=f["required"], use_markdown=markdown, _client=client
+                )
+            )
         else:
             fields.append(
-                rg.TextField(name, title=f["title"], required=f["required"], use_markdown=True, client=client)
+                rg.TextField(
+                    name, title=f["title"], required=f["required"], use_markdown=markdown, client=client
+                )
             )
     questions: list[Any] = []
     for name, q in spec["questions"].items():
@@ -142,9 +170,10 @@ def to_rg_settings(spec: dict[str, Any], client: rg.Argilla) -> rg.Settings:
                 )
             )
         else:
+            # the reviewer's own text (a correction becomes training data) is shown as typed, too
             questions.append(
                 rg.TextQuestion(
-                    name, title=q["title"], required=q["required"], use_markdown=True, client=client
+                    name, title=q["title"], required=q["required"], use_markdown=False, client=client
                 )
             )
     kinds = {
@@ -182,7 +211,13 @@ def spec_of(settings: rg.Settings) -> dict[str, Any]:
         questions[q.name] = entry
     return {
         "fields": {
-            f.name: {"type": f.type, "required": f.required, "title": f.title} for f in settings.fields
+            f.name: {
+                "type": f.type,
+                "required": f.required,
+                "title": f.title,
+                "use_markdown": bool(getattr(f, "use_markdown", False)),
+            }
+            for f in settings.fields
         },
         "questions": questions,
         "metadata": {
@@ -210,10 +245,16 @@ def diff_specs(current: dict[str, Any], wanted: dict[str, Any]) -> tuple[list[st
             if c is None:
                 diffs.append(f"{kind[:-1]} '{name}' is missing on the server")
                 continue
-            for key in ("type", "required", "labels", "values"):
+            for key in ("type", "required", "labels", "values", "use_markdown"):
                 if key in w and c.get(key) != w[key]:
                     diffs.append(
                         f"{kind[:-1]} '{name}': {key} is {c.get(key)!r} on the server, {w[key]!r} wanted"
+                        + (
+                            " (a dataset pushed by an older curate, whose UI renders markup instead of "
+                            "showing it)"
+                            if key == "use_markdown"
+                            else ""
+                        )
                     )
         for name in cur.keys() - want.keys():
             if cur[name].get("required"):
