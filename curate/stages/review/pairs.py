@@ -4,22 +4,32 @@ Accepts curate's preference rows (`instruction` + `generations`, `ratings`, `jud
 dedup columns) and plain rows (`prompt` + `response_a`/`response_b` or `generations`, optionally
 `ratings`, `judge_preference` (a|b|tie or 1|2|0), `judge_model`). `prompt` may be a list of chat
 messages. Rows with more than two responses are reviewed as best vs worst by the judge's ratings
-(UltraFeedback binarisation), so the pair carries the most signal.
+(UltraFeedback binarisation), so the pair carries the most signal; with an explicit
+`judge_preference`, as the first two, the pair that verdict is about.
+
+A value is used as given or the row is rejected (quarantined by push with its row number, field
+and reason), never dropped or coerced: a rating must be a whole number on the 1-5 scale, a
+`judge_preference` one of the codes above, a response text, a prompt text or chat messages with
+text. Absent values (None, a blank CSV cell, NaN) are absent, not bad.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
-from curate.io import InputError
-from curate.rows import prompt_of, row_id
+from curate.io import InputError, is_visible_text
+from curate.rows import PROMPT_COLUMNS, join_input, row_id
+from curate.stages.review import settings as st
 
-PROMPT_COLUMNS = ("instruction", "prompt", "messages")
 RESPONSE_COLUMNS = ("generations", "response_a")
 
 
@@ -44,35 +54,149 @@ def _int(value: Any) -> int | None:
     return None if out is None else round(out)
 
 
-def _rating(value: Any) -> int | None:
-    out = _int(value)
-    return out if out is not None and 1 <= out <= 5 else None
+class BadValue(ValueError):
+    """A row's value that cannot be pushed as it is: the row is quarantined with `field` and the reason."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        super().__init__(reason)
 
 
-def _messages(prompt: Any) -> list[dict[str, str]] | None:
-    """A prompt as chat messages, or None if it is not a usable prompt."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}] if prompt.strip() else None
-    if isinstance(prompt, list) and prompt:
-        return prompt if any(m["content"].strip() for m in prompt) else None
-    return None
+def _kind(value: Any) -> str:
+    """How a value of the wrong type is named in a quarantine reason."""
+    if isinstance(value, bool):
+        return f"a boolean: {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"a number: {value}"
+    if isinstance(value, str):
+        return f"text: {value[:40]!r}"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
 
 
-def _judge_preference(value: Any) -> str | None:
-    """a|b|tie or 1|2|0 (PandaLM-style) -> 'x' | 'y' | 'tie' in the original response order."""
-    if value is None:
+def _missing(value: Any) -> bool:
+    """No value: None, an empty string (a blank CSV cell) or NaN (a null in a pandas-written column)."""
+    return (
+        value is None
+        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, float) and math.isnan(value))
+    )
+
+
+def _rating(value: Any, field: str) -> int | None:
+    """A judge rating on the 1-5 scale, None when absent; anything else is a `BadValue`."""
+    if _missing(value):
         return None
-    key = str(value).strip().lower()
-    return {"a": "x", "1": "x", "b": "y", "2": "y", "tie": "tie", "0": "tie"}.get(key)
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None:
+        raise BadValue(field, f"rating not a number ({field} is {_kind(value)})")
+    if not math.isfinite(number) or not 1 <= number <= 5:
+        raise BadValue(field, f"rating outside the 1-5 scale ({field} is {value})")
+    if number != int(number):
+        raise BadValue(field, f"rating not a whole number ({field} is {value})")
+    return int(number)
 
 
-def _pick(responses: list[Any], ratings: list[int | None]) -> tuple[int, int] | str:
-    """Indices of the two responses to review, or the reason the row cannot be reviewed."""
-    usable = [i for i, r in enumerate(responses) if isinstance(r, str) and r.strip()]
+def _ratings(value: Any, n: int) -> list[int | None]:
+    """The judge's ratings, one per response (all None when the row has none)."""
+    if _missing(value):
+        return [None] * n
+    if isinstance(value, str) and value.strip().startswith("["):  # a list written into a CSV cell
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if not isinstance(value, (list, tuple)):
+        raise BadValue("ratings", f"ratings not a list (ratings is {_kind(value)})")
+    if len(value) != n:
+        raise BadValue(
+            "ratings", f"ratings count differs from responses ({len(value)} ratings for {n} responses)"
+        )
+    return [_rating(v, f"ratings[{i}]") for i, v in enumerate(value)]
+
+
+PREFERENCES = {"a": "x", "1": "x", "b": "y", "2": "y", "tie": "tie", "0": "tie"}
+
+
+def _judge_preference(value: Any, field: str = "judge_preference") -> str | None:
+    """a|b|tie or 1|2|0 (PandaLM-style) -> 'x' | 'y' | 'tie' in the original response order; None when
+    absent; any other value is a `BadValue`."""
+    if _missing(value):
+        return None
+    key = None
+    if isinstance(value, str):
+        key = value.strip().lower()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        key = str(int(value))  # 1.0: a code column that pandas stored as floats
+    if key not in PREFERENCES:
+        raise BadValue(field, f"unknown {field} ({_kind(value)}; use a, b, tie or 1, 2, 0)")
+    return PREFERENCES[key]
+
+
+def _message(m: Any, field: str) -> dict[str, str]:
+    if not isinstance(m, Mapping):
+        raise BadValue(field, f"chat message not an object ({field} is {_kind(m)})")
+    role, content = m.get("role"), m.get("content")
+    if role is not None and not (isinstance(role, str) and role.strip()):
+        raise BadValue(f"{field}.role", f"chat message role not text ({field}.role is {_kind(role)})")
+    if not isinstance(content, str) or not is_visible_text(content):
+        what = "empty" if content is None or isinstance(content, str) else _kind(content)
+        raise BadValue(f"{field}.content", f"chat message without text ({field}.content is {what})")
+    return {"role": role or "user", "content": content}
+
+
+def _messages(row: Mapping[str, Any]) -> list[dict[str, str]] | None:
+    """The row's prompt as chat messages; None if it has none; a `BadValue` if it is not text or messages."""
+    column = next((c for c in PROMPT_COLUMNS if row.get(c) is not None), None)
+    if column is None:
+        return None
+    prompt = row[column]
+    if isinstance(prompt, str):
+        extra = row.get("input")
+        if not _missing(extra) and not isinstance(extra, str):
+            raise BadValue("input", f"input not text (input is {_kind(extra)})")
+        text = join_input(prompt, extra)
+        return [{"role": "user", "content": text}] if is_visible_text(text) else None
+    if isinstance(prompt, (list, tuple)):
+        if not prompt:
+            return None
+        return [_message(m, f"{column}[{i}]") for i, m in enumerate(prompt)]
+    raise BadValue(column, f"prompt not text or chat messages ({column} is {_kind(prompt)})")
+
+
+def _responses(row: Mapping[str, Any]) -> list[Any]:
+    """The row's responses (None where one is missing); a response that is not text is a `BadValue`."""
+    generations = row.get("generations")
+    if generations is not None and not _missing(generations):
+        if not isinstance(generations, (list, tuple)):
+            raise BadValue("generations", f"generations not a list (generations is {_kind(generations)})")
+        fields = [f"generations[{i}]" for i in range(len(generations))]
+        responses = list(generations)
+    else:
+        fields = ["response_a", "response_b"]
+        responses = [row.get("response_a"), row.get("response_b")]
+    for field, response in zip(fields, responses):
+        if response is not None and not isinstance(response, str):
+            raise BadValue(field, f"response not text ({field} is {_kind(response)})")
+    return responses
+
+
+def _pick(responses: list[Any], ratings: list[int | None], explicit: bool) -> tuple[int, int] | str:
+    """Indices of the two responses to review, or the reason the row cannot be reviewed. With an explicit
+    judge preference the pair is the first two responses, the ones that verdict compares."""
+    usable = [i for i, r in enumerate(responses) if isinstance(r, str) and is_visible_text(r)]
     if len(usable) < 2:
         empty = [i for i in range(len(responses)) if i not in usable]
-        return f"fewer than 2 non-empty responses (empty or not text: generation {empty})"
-    if len(usable) > 2 and any(ratings[i] is not None for i in usable):
+        return f"fewer than 2 non-empty responses (empty: generation {empty})"
+    if explicit and usable[:2] != [0, 1]:
+        return "judge_preference compares responses 1 and 2, and one of them is empty"
+    if not explicit and len(usable) > 2 and any(ratings[i] is not None for i in usable):
         ranked = sorted(usable, key=lambda i: (-(ratings[i] or 0), i))
         best, worst = ranked[0], ranked[-1]
         if best == worst or ratings[best] == ratings[worst]:
@@ -85,16 +209,23 @@ def _pick(responses: list[Any], ratings: list[int | None]) -> tuple[int, int] | 
     return pair
 
 
-def _list(row: dict[str, Any], column: str, n: int) -> list[Any]:
+def _list(row: Mapping[str, Any], column: str, n: int) -> list[Any]:
     value = row.get(column)
     value = list(value) if isinstance(value, (list, tuple)) else []
     return (value + [None] * n)[:n]
 
 
-def check_columns(ds: Dataset, source: Path | str | None) -> None:
+def columns_of(rows: Dataset | Sequence[Mapping[str, Any]]) -> list[str]:
+    """The column names of a Dataset, or every key any row dict has."""
+    if isinstance(rows, Dataset):
+        return list(rows.column_names)
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def check_columns(rows: Dataset | Sequence[Mapping[str, Any]], source: Path | str | None) -> None:
     """Fail early (naming the file) when the input is not preference data at all."""
     where = source or "<input>"
-    cols = set(ds.column_names)
+    cols = set(columns_of(rows))
     if not cols & set(PROMPT_COLUMNS):
         raise InputError(
             where,
@@ -110,47 +241,55 @@ def check_columns(ds: Dataset, source: Path | str | None) -> None:
         )
 
 
-def to_pairs(ds: Dataset, seed: int, source: Path | str | None = None) -> tuple[list[dict], list[dict]]:
-    """(pairs, rejected): one review pair per usable row; rejected rows carry the row number and reason."""
-    check_columns(ds, source)
+_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|<!--|&#?[A-Za-z0-9]+;")
+
+
+def has_markup(pair: dict[str, Any]) -> bool:
+    """Whether a pair's prompt or responses hold HTML tags, comments or entities (shown to reviewers as
+    literal text, and exported as they are)."""
+    texts = [m["content"] for m in pair["messages"]] + list(pair["responses"])
+    return any(_MARKUP.search(t) for t in texts)
+
+
+def to_pairs(
+    rows: Dataset | Sequence[Mapping[str, Any]], seed: int, source: Path | str | None = None
+) -> tuple[list[dict], list[dict]]:
+    """(pairs, rejected): one review pair per usable row; a rejected row carries its row number (1-based,
+    in input order), the field at fault where there is one, and the reason."""
+    check_columns(rows, source)
     pairs: list[dict] = []
     rejected: list[dict] = []
     seen: dict[str, int] = {}
-    for i, row in enumerate(ds):
+
+    def reject(lineno: int, reason: str, row: Mapping[str, Any], field: str | None = None) -> None:
+        entry = {"row": lineno, "field": field, "reason": reason, "stage": "validation", "data": dict(row)}
+        rejected.append({k: v for k, v in entry.items() if v is not None})
+
+    for i, row in enumerate(rows):
         lineno = i + 1
-        messages = _messages(prompt_of(row))
-        if messages is None:
-            rejected.append(
-                {"row": lineno, "reason": "empty or missing prompt", "stage": "validation", "data": row}
-            )
+        try:
+            messages = _messages(row)
+            responses = _responses(row)
+            n = len(responses)
+            ratings = _ratings(row.get("ratings"), n)
+            judge_pref = _judge_preference(row.get("judge_preference"))
+        except BadValue as exc:
+            reject(lineno, str(exc), row, exc.field)
             continue
-        if isinstance(row.get("generations"), (list, tuple)):
-            responses = list(row["generations"])
-        else:
-            responses = [row.get("response_a"), row.get("response_b")]
-        n = len(responses)
-        ratings = [_rating(r) for r in _list(row, "ratings", n)]
-        picked = _pick(responses, ratings)
+        if messages is None:
+            reject(lineno, "empty or missing prompt", row)
+            continue
+        picked = _pick(responses, ratings, explicit=judge_pref is not None)
         if isinstance(picked, str):
-            rejected.append({"row": lineno, "reason": picked, "stage": "validation", "data": row})
+            reject(lineno, picked, row)
             continue
         xi, yi = picked
         rx, ry = responses[xi], responses[yi]
         record_id = row_id(messages, [rx, ry])
         if record_id in seen:
-            rejected.append(
-                {
-                    "row": lineno,
-                    "reason": f"duplicate of row {seen[record_id]} (same prompt and responses)",
-                    "stage": "validation",
-                    "data": row,
-                }
-            )
+            reject(lineno, f"duplicate of row {seen[record_id]} (same prompt and responses)", row)
             continue
         seen[record_id] = lineno
-        judge_pref = _judge_preference(row.get("judge_preference"))
-        if judge_pref is not None and (xi, yi) != (0, 1):
-            judge_pref = None  # an explicit a/b verdict refers to the first two responses only
         if judge_pref is None and ratings[xi] is not None and ratings[yi] is not None:
             judge_pref = "x" if ratings[xi] > ratings[yi] else "y" if ratings[yi] > ratings[xi] else "tie"
         models = _list(row, "generation_models", n)
@@ -223,6 +362,7 @@ def record_metadata(pair: dict[str, Any]) -> dict[str, Any]:
         "a_index": pair["indices"][a],
         "b_index": pair["indices"][b],
         "source_id": pair["source_id"],
+        "text_format": st.TEXT_FORMAT,
     }
     return {k: v for k, v in meta.items() if v is not None}
 
