@@ -9,10 +9,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
+import logging
 import os
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
+
+LOG_LINE_MAX = 1000  # a rejected request is logged with its input: a 2 MB text would go in whole
+
+
+def cut_lines(text: str, limit: int = LOG_LINE_MAX) -> str:
+    """`text` with every line longer than `limit` cut, saying how much was left out."""
+    return "\n".join(
+        line if len(line) <= limit else f"{line[:limit]} ... [{len(line) - limit} characters cut]"
+        for line in text.split("\n")
+    )
+
+
+def cut_formatter(inner: str = "logging.Formatter", **kwargs: Any) -> logging.Formatter:
+    """A formatter of class `inner` (a dotted name) whose records have their long lines cut."""
+    module, _, name = inner.rpartition(".")
+    base = getattr(__import__(module, fromlist=[name]), name)
+
+    class Cut(base):
+        def format(self, record: logging.LogRecord) -> str:
+            return cut_lines(super().format(record))
+
+    return Cut(**kwargs)
+
+
+def install_logging() -> dict[str, Any]:
+    """Root handler (argilla-server's loggers propagate to it) and uvicorn's log config, both cutting
+    long lines; call after the migrations (alembic's env.py replaces the root handlers with its own)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(cut_formatter(fmt="%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING, force=True)
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for formatter in config["formatters"].values():
+        formatter["inner"] = formatter.pop("()", "logging.Formatter")
+        formatter["()"] = cut_formatter
+    return config
 
 
 def migrate() -> None:
@@ -116,10 +157,13 @@ def main() -> None:
     if rebuilt:
         print(f"search index rebuilt for: {', '.join(rebuilt)}", flush=True)
 
+    log_config = install_logging()
     import uvicorn
     from argilla_server import app
 
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info")
+    uvicorn.run(
+        app, host=args.host, port=args.port, access_log=False, log_level="info", log_config=log_config
+    )
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 Everything lives in one data directory:
     argilla.db          argilla-server's SQLite database (migrated at each start)
     search.sqlite3      our search engine's index (curate.server.search)
-    credentials.json    owner username / password / API key and the auth secret (mode 0600)
+    credentials.json    owner username / password / API key, the auth secret and Redis's password
     server.json         the running instance: URL, ports and the PIDs we started (with start times)
+    redis/redis.conf    Redis's password (rq jobs are pickles: whoever can queue one runs code as us)
     logs/               redis.log, server.log, worker.log
-Each piece runs in its own session, so `stop` signals exactly the process groups it started.
+The data dir is 0700 and its files 0600 (argilla.db holds every user's API key): set at every start,
+and the pieces run with umask 077 so that what they create is private too. Each piece runs in its own
+session, so `stop` signals exactly the process groups it started.
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ def _load_or_create_credentials(data_dir: Path) -> tuple[dict, bool]:
         missing = {"username", "password", "api_key", "auth_secret_key"} - set(creds)
         if missing:
             raise ServerError(f"{path}: missing {sorted(missing)}; restore the file or use a new data dir")
+        if not creds.get("redis_password"):  # a data dir from before Redis had one
+            creds["redis_password"] = secrets.token_urlsafe(32)
+            _write_private(path, creds)
         return creds, False
     creds = {
         "username": OWNER,
@@ -131,9 +137,30 @@ def _load_or_create_credentials(data_dir: Path) -> tuple[dict, bool]:
         "api_key": secrets.token_urlsafe(32),
         # Signs UI session tokens; kept so that logins survive restarts.
         "auth_secret_key": secrets.token_hex(32),
+        "redis_password": secrets.token_urlsafe(32),
     }
     _write_private(path, creds)
     return creds, True
+
+
+PRIVATE_FILES = ("argilla.db*", "search.sqlite3*", "credentials.json", "server.json", ".lock", ".oauth.yaml")
+PRIVATE_DIRS = ("logs", "redis", "tmp")
+
+
+def secure(data_dir: Path) -> None:
+    """Make the data dir 0700 and the files the server keeps in it 0600 (a data dir that already
+    existed, or files written before, keep whatever mode they had otherwise)."""
+    os.chmod(data_dir, 0o700)
+    paths = [p for pattern in PRIVATE_FILES for p in data_dir.glob(pattern)]
+    for name in PRIVATE_DIRS:
+        sub = data_dir / name
+        if sub.is_dir() and not sub.is_symlink():
+            os.chmod(sub, 0o700)
+            if name != "tmp":  # the UI's static copy, rebuilt at each start (under umask 077)
+                paths += sub.iterdir()
+    for path in paths:
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
 
 
 def read_credentials(data_dir: Path | str | None = None) -> dict:
@@ -158,7 +185,7 @@ def _read_state(data_dir: Path) -> dict | None:
 def _locked(data_dir: Path) -> Iterator[None]:
     """Serialise start/stop on one data dir (two commands starting the server at once)."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(data_dir / ".lock", "w") as fh:
+    with os.fdopen(os.open(data_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -206,8 +233,8 @@ def is_ours(entry: dict | None) -> bool:
 
 def spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
     """Start `cmd` in its own session, output appended to `log`; its state entry (pid, start time, log)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
@@ -218,6 +245,7 @@ def spawn(cmd: list[str], log: Path, env: dict, cwd: Path) -> dict:
             env=env,
             cwd=cwd,
             start_new_session=True,  # own process group: stop() signals exactly this group
+            umask=0o077,  # what the piece creates (argilla.db, its WAL, the index) is the owner's only
         )
     return {
         "pid": proc.pid,
@@ -245,13 +273,28 @@ def _terminate(entry: dict | None, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not is_ours(entry) and not _group_alive(pid, target_group):
+            _wait_exited(pid)
             return True
         time.sleep(0.1)
     send(signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and is_ours(entry):
         time.sleep(0.1)
+    _wait_exited(pid)
     return True
+
+
+def _wait_exited(pid: int, timeout: float = 10.0) -> None:
+    """Linux: a killed multi-threaded process turns zombie (no longer `is_ours`) while its other threads
+    are still exiting and holding its sockets, the server's port among them. Wait (bounded) for them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(os.listdir(f"/proc/{pid}/task")) <= 1:
+                return
+        except OSError:  # reaped, or not Linux
+            return
+        time.sleep(0.05)
 
 
 def _group_alive(pgid: int, is_group: bool) -> bool:
@@ -271,11 +314,23 @@ def _group_alive(pgid: int, is_group: bool) -> bool:
     return False
 
 
+LOG_LINE_MAX = 300  # a logged request can hold a whole rejected payload
+
+
 def _log_tail(path: str | None, lines: int = 25) -> str:
+    """The last lines of a log, each cut to LOG_LINE_MAX characters (only the file's end is read)."""
     if not path or not Path(path).exists():
         return ""
-    text = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:])
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 256 * 1024))
+        text = fh.read().decode("utf-8", errors="replace").splitlines()
+    return "\n".join(
+        line
+        if len(line) <= LOG_LINE_MAX
+        else f"{line[:LOG_LINE_MAX]} ... [{len(line) - LOG_LINE_MAX} characters cut]"
+        for line in text[-lines:]
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,8 +358,11 @@ def redis_binary() -> str:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether the server could listen on host:port. Binds as uvicorn does (SO_REUSEADDR), so that a port
+    whose old connections linger in TIME-WAIT after a crash counts as free, and one listened on does not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -339,13 +397,19 @@ def _client_url(host: str, port: int) -> str:
 # Health
 
 
-def _redis_ping(port: int | None) -> tuple[bool, str]:
-    if not port:
-        return False, "no port recorded"
+def _redis(port: int, password: str | None):
     import redis
 
+    return redis.Redis(
+        host="127.0.0.1", port=port, password=password, socket_timeout=2, socket_connect_timeout=2
+    )
+
+
+def _redis_ping(port: int | None, password: str | None) -> tuple[bool, str]:
+    if not port:
+        return False, "no port recorded"
     try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+        client = _redis(port, password)
         client.ping()
         return True, f"PING ok on 127.0.0.1:{port}"
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
@@ -371,15 +435,13 @@ def _server_health(url: str | None, api_key: str) -> tuple[bool, str]:
         return False, f"no answer at {url}: {exc}"
 
 
-def _worker_health(redis_port: int | None, pid: int | None) -> tuple[bool, str]:
+def _worker_health(redis_port: int | None, pid: int | None, password: str | None) -> tuple[bool, str]:
     if not redis_port or not pid:
         return False, "not recorded"
-    import redis
     from rq import Worker
 
     try:
-        conn = redis.Redis(host="127.0.0.1", port=redis_port, socket_timeout=2, socket_connect_timeout=2)
-        workers = Worker.all(connection=conn)
+        workers = Worker.all(connection=_redis(redis_port, password))
     except Exception as exc:  # noqa: BLE001
         return False, f"cannot list workers in Redis: {exc}"
     for worker in workers:
@@ -388,7 +450,7 @@ def _worker_health(redis_port: int | None, pid: int | None) -> tuple[bool, str]:
     return False, "process alive but not registered in Redis"
 
 
-def _piece_status(name: str, state: dict, api_key: str) -> PieceStatus:
+def _piece_status(name: str, state: dict, creds: dict) -> PieceStatus:
     entry = state.get("pids", {}).get(name)
     pid = entry.get("pid") if entry else None
     if not is_ours(entry):
@@ -398,11 +460,11 @@ def _piece_status(name: str, state: dict, api_key: str) -> PieceStatus:
             detail += "\n    " + tail.replace("\n", "\n    ")
         return PieceStatus(name, pid, False, False, detail)
     if name == "redis":
-        ok, detail = _redis_ping(state.get("redis_port"))
+        ok, detail = _redis_ping(state.get("redis_port"), creds.get("redis_password"))
     elif name == "server":
-        ok, detail = _server_health(state.get("url"), api_key)
+        ok, detail = _server_health(state.get("url"), creds.get("api_key", ""))
     else:
-        ok, detail = _worker_health(state.get("redis_port"), pid)
+        ok, detail = _worker_health(state.get("redis_port"), pid, creds.get("redis_password"))
     return PieceStatus(name, pid, True, ok, detail)
 
 
@@ -413,8 +475,8 @@ def status(data_dir: Path | str | None = None) -> ServerStatus:
     creds_path = _credentials_path(data_dir)
     if state is None:
         return ServerStatus(data_dir, None, [], creds_path)
-    api_key = json.loads(creds_path.read_text())["api_key"] if creds_path.exists() else ""
-    pieces = [_piece_status(name, state, api_key) for name in PIECES]
+    creds = json.loads(creds_path.read_text()) if creds_path.exists() else {}
+    pieces = [_piece_status(name, state, creds) for name in PIECES]
     return ServerStatus(data_dir, state.get("url"), pieces, creds_path)
 
 
@@ -428,7 +490,7 @@ def _env(data_dir: Path, creds: dict, redis_port: int) -> dict:
         ARGILLA_HOME_PATH=str(data_dir),
         ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'argilla.db'}?check_same_thread=False",
         ARGILLA_DATABASE_SQLITE_TIMEOUT="60",
-        ARGILLA_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        ARGILLA_REDIS_URL=f"redis://:{creds['redis_password']}@127.0.0.1:{redis_port}/0",
         ARGILLA_SEARCH_ENGINE=ENGINE_NAME,
         ARGILLA_AUTH_SECRET_KEY=creds["auth_secret_key"],
         ARGILLA_AUTH_OAUTH_CFG=str(data_dir / ".oauth.yaml"),
@@ -457,75 +519,122 @@ def _info(data_dir: Path, url: str, creds: dict, **flags) -> ServerInfo:
     return ServerInfo(url, creds["username"], creds["password"], creds["api_key"], data_dir, **flags)
 
 
+def _redis_cmd(data_dir: Path, creds: dict, redis_port: int) -> list[str]:
+    """redis-server on 127.0.0.1 with a password, read from a 0600 config file (never the command line,
+    which every local user can read)."""
+    conf = data_dir / "redis" / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"requirepass {creds['redis_password']}\n")
+    os.chmod(conf, 0o600)
+    return [
+        redis_binary(),
+        str(conf),
+        "--port",
+        str(redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir / "redis"),
+        "--daemonize",
+        "no",
+    ]
+
+
 def start(
     data_dir: Path | str | None = None, host: str = "127.0.0.1", port: int = 0, timeout: float = START_TIMEOUT
 ) -> ServerInfo:
     """Start Redis, argilla-server and its worker for a data dir; idempotent when already running.
 
-    A data dir whose pieces are partly dead (a crash) is stopped and started again; the dead pieces are
-    listed in `ServerInfo.recovered`.
+    After a crash only the pieces that are down are started again (all of them when Redis is, since the
+    others talk to it); they are listed in `ServerInfo.recovered`. Whatever this call cannot do (a port
+    taken by another program) fails before a healthy piece is stopped, and a failed start stops only
+    what it started.
     """
     data_dir = resolve_data_dir(data_dir)
     with _locked(data_dir):
         creds, created = _load_or_create_credentials(data_dir)
+        secure(data_dir)
         recovered: list[str] = []
+        keep: set[str] = set()
         state = _read_state(data_dir)
         if state is not None:
             current = status(data_dir)
             if current.running:
                 return _info(data_dir, state["url"], creds)
+            healthy = {p.name for p in current.pieces if p.healthy}
             recovered = [p.name for p in current.pieces if not p.healthy]
-            _stop_locked(data_dir, state)
-
-        redis_port = _random_port()
+            keep = healthy if "redis" in healthy else set()
+            server = state["pids"].get("server")
+            if server is not None and not is_ours(server):
+                _wait_exited(server["pid"])  # a server that just crashed may still hold its port
+            ours = is_ours(server) and state.get("port") == port
+            if "server" not in keep and port and not ours and not _port_free(host, port):
+                raise ServerError(f"port {port} on {host} is in use; choose another with --port")
+            for name in PIECES:
+                if name not in keep and (entry := state["pids"].get(name)) is not None:
+                    _terminate(entry)
+            state["pids"] = {name: state["pids"][name] for name in keep}
+        if not keep:
+            state = {
+                "url": None,
+                "host": host,
+                "port": None,
+                "redis_port": _random_port(),
+                "pids": {},
+                "started_at": time.time(),
+            }
+        redis_port = state["redis_port"]
         env = _env(data_dir, creds, redis_port)
         logs = data_dir / "logs"
-        (data_dir / "redis").mkdir(exist_ok=True)
-        state = {
-            "url": None,
-            "host": host,
-            "port": None,
-            "redis_port": redis_port,
-            "pids": {},
-            "started_at": time.time(),
-        }
+        (data_dir / "redis").mkdir(exist_ok=True, mode=0o700)
+        started: list[str] = []
         try:
-            state["pids"]["redis"] = spawn(
-                [
-                    redis_binary(),
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(data_dir / "redis"),
-                    "--daemonize",
-                    "no",
-                ],
-                logs / "redis.log",
-                env,
-                data_dir,
-            )
-            _write_private(_state_path(data_dir), state)
-            _wait(lambda: _redis_ping(redis_port), state["pids"]["redis"], "redis-server", 30)
-            state["pids"]["worker"] = spawn(
-                [sys.executable, "-m", "curate.server._worker"], logs / "worker.log", env, data_dir
-            )
-            _write_private(_state_path(data_dir), state)
-            url = _start_server(data_dir, state, creds, env, host, port, timeout)
-            _wait(
-                lambda: _worker_health(redis_port, state["pids"]["worker"]["pid"]),
-                state["pids"]["worker"],
-                "rq worker",
-                timeout,
-            )
+            if "redis" not in keep:
+                started.append("redis")
+                state["pids"]["redis"] = spawn(
+                    _redis_cmd(data_dir, creds, redis_port), logs / "redis.log", env, data_dir
+                )
+                _write_private(_state_path(data_dir), state)
+                _wait(
+                    lambda: _redis_ping(redis_port, creds["redis_password"]),
+                    state["pids"]["redis"],
+                    "redis-server",
+                    30,
+                )
+            if "worker" not in keep:
+                started.append("worker")
+                state["pids"]["worker"] = spawn(
+                    [sys.executable, "-m", "curate.server._worker"], logs / "worker.log", env, data_dir
+                )
+                _write_private(_state_path(data_dir), state)
+            if "server" not in keep:
+                started.append("server")
+                url = _start_server(data_dir, state, creds, env, host, port, timeout)
+            else:
+                url = state["url"]
+            if "worker" not in keep:
+                _wait(
+                    lambda: _worker_health(
+                        redis_port, state["pids"]["worker"]["pid"], creds["redis_password"]
+                    ),
+                    state["pids"]["worker"],
+                    "rq worker",
+                    timeout,
+                )
         except BaseException:
-            _stop_locked(data_dir, state)
+            for name in reversed(started):
+                _terminate(state["pids"].pop(name, None))
+            if state["pids"]:
+                _write_private(_state_path(data_dir), state)  # the healthy pieces it kept
+            else:
+                _state_path(data_dir).unlink(missing_ok=True)
             raise
+        secure(data_dir)
         return _info(data_dir, url, creds, started=True, first_start=created, recovered=recovered)
 
 
