@@ -120,7 +120,9 @@ def push(
     from curate.stages.review import push as stage
 
     target = _given(dataset=dataset, workspace=workspace)
-    return _run(stage.run, rows, config, {"argilla": target, "review": options})
+    cfg = _stage_config(config, {"argilla": target, "review": options})
+    # row dicts go in as they are: a row of the wrong types is quarantined, not the whole push refused
+    return stage.run(cfg, rows if hasattr(rows, "column_names") else [dict(r) for r in rows])
 
 
 def export(
