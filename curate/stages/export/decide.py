@@ -15,6 +15,13 @@ from typing import Any
 from curate.config import Config
 from curate.schemas import Accounting
 from curate.stages.review import settings as st
+from curate.stages.review.calibration import (
+    NEVER_ACCEPTED,
+    accepted,
+    export_estimate,
+    level_stats,
+    votes_needed,
+)
 from curate.stages.review.pull import decide, submitted, votes
 
 
@@ -42,6 +49,7 @@ class Decision:
     share: float | None  # the winning vote share; None when the judge decided
     decided_by: str  # human | judge
     correction: str | None  # a reviewer's correction that replaces the chosen response
+    estimated_agreement: float | None = None  # auto-accepted: its confidence level's agreement estimate
 
     @property
     def rejected_label(self) -> str:
@@ -84,6 +92,32 @@ class Decisions:
     exported: list[Decision]  # in record order
     outcome: dict[str, str]  # record id -> "exported", "exported (judge)" or the exclusion reason
     accounting: Accounting
+    calibration: dict[str, Any] | None = None  # with auto-accept: the level estimates and the export's
+
+
+def human_label(record: dict[str, Any], ex: Any) -> str | None:
+    """The human decision on a record (A | B | tie) under the export policy; None if there is none."""
+    label, reason, _ = decide(votes(record), ex.policy, ex.min_votes, ex.min_agreement)
+    return label if label in ("A", "B", "tie") and reason in (None, "tie") else None
+
+
+def judge_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the judge's shown label A | B | tie, its confidence level) as pushed."""
+    judged = (record["suggestions"].get(st.PREFERENCE) or {}).get("value")
+    return judged, record["metadata"].get("judge_confidence")
+
+
+def calibration_observations(records: list[dict[str, Any]], ex: Any) -> list[tuple[str, bool]]:
+    """(level, judge agreed) for every calibration-sample record with a human decision."""
+    out = []
+    for record in records:
+        if record["metadata"].get("calibration_sample") != "yes":
+            continue
+        human = human_label(record, ex)
+        judged, level = judge_of(record)
+        if human is not None and level is not None:
+            out.append((level, judged is not None and judged == human))
+    return out
 
 
 def decide_records(records: list[dict[str, Any]], cfg: Config) -> Decisions:
@@ -95,12 +129,33 @@ def decide_records(records: list[dict[str, Any]], cfg: Config) -> Decisions:
     resp_excluded: Counter[str] = Counter()
     resp_exported = 0
     by_judge = 0
+    target = ex.auto_accept_min_agreement
+    stats = level_stats(calibration_observations(records, ex), target) if ex.auto_accept else {}
+    judged_levels: Counter[str] = Counter()
+    unreviewed_levels: Counter[str] = Counter()
     for record in records:
         subs = submitted(record)
         discards = [r for r in record["responses"] if r["status"] == "discarded"]
         if not subs:
             reason = "discarded" if discards else "unreviewed"
-            if reason == "unreviewed" and ex.include_unreviewed:
+            if reason == "unreviewed" and ex.auto_accept:
+                judged, level = judge_of(record)
+                unreviewed_levels[level or "none"] += 1
+                if judged in ("A", "B") and accepted(level, stats, target):
+                    estimate = stats[level]["agreement"]
+                    exported.append(Decision(record, judged, None, "judge", None, estimate))
+                    outcome[record["id"]] = "exported (judge)"
+                    by_judge += 1
+                    judged_levels[level] += 1
+                    continue
+                reason = (
+                    "unreviewed_judge_tie"
+                    if judged == "tie"
+                    else "unreviewed_no_judge"
+                    if judged is None
+                    else "unreviewed_below_target"
+                )
+            elif reason == "unreviewed" and ex.include_unreviewed:
                 judged = (record["suggestions"].get(st.PREFERENCE) or {}).get("value")
                 if judged in ("A", "B"):
                     exported.append(decision(record, judged, None, "judge", ex.use_corrections))
@@ -151,7 +206,20 @@ def decide_records(records: list[dict[str, Any]], cfg: Config) -> Decisions:
         },
     }
     check_accounting(accounting)
-    return Decisions(records, exported, outcome, accounting)
+    calibration = None
+    if ex.auto_accept:
+        calibration = {
+            "target": target,
+            "levels": stats,
+            "needed": {  # level -> more calibration votes it needs (None: cannot reach the target)
+                lv: stats[lv]["votes_needed"] if lv in stats else votes_needed(0, 0, target)
+                for lv in sorted(unreviewed_levels)
+                if lv not in NEVER_ACCEPTED and (lv not in stats or stats[lv]["low"] < target)
+            },
+            "judged_by_level": dict(judged_levels),
+            "export": export_estimate(judged_levels, stats, len(exported) - by_judge),
+        }
+    return Decisions(records, exported, outcome, accounting, calibration)
 
 
 def check_accounting(acc: Accounting) -> None:

@@ -29,6 +29,7 @@ from datasets import Dataset
 from curate.io import InputError, is_visible_text
 from curate.rows import PROMPT_COLUMNS, join_input, row_id
 from curate.stages.review import settings as st
+from curate.stages.review.confidence import LEVEL_SCORE, annotate
 
 RESPONSE_COLUMNS = ("generations", "response_a")
 
@@ -273,13 +274,18 @@ def to_pairs(
             n = len(responses)
             ratings = _ratings(row.get("ratings"), n)
             judge_pref = _judge_preference(row.get("judge_preference"))
+            extra_verdicts = {  # confidence.VERDICT_FIELDS: the other order, a second judge
+                f: _judge_preference(row.get(f), f)
+                for f in ("judge_preference_swapped", "judge_preference_2")
+            }
         except BadValue as exc:
             reject(lineno, str(exc), row, exc.field)
             continue
         if messages is None:
             reject(lineno, "empty or missing prompt", row)
             continue
-        picked = _pick(responses, ratings, explicit=judge_pref is not None)
+        explicit = judge_pref is not None or any(v is not None for v in extra_verdicts.values())
+        picked = _pick(responses, ratings, explicit=explicit)
         if isinstance(picked, str):
             reject(lineno, picked, row)
             continue
@@ -323,8 +329,10 @@ def to_pairs(
                 "source_id": str(row["id"]) if row.get("id") is not None else None,
                 "embedding": [float(v) for v in embedding] if embedding is not None else None,
                 "swapped": ab_swapped(record_id, seed),
+                **extra_verdicts,
             }
         )
+        annotate(pairs[-1])
     return pairs, rejected
 
 
@@ -335,7 +343,7 @@ def shown(pair: dict[str, Any]) -> tuple[int, int]:
 
 def judge_label(pair: dict[str, Any]) -> str | None:
     """The judge's preference as the shown label A | B | tie."""
-    pref = pair["judge_preference"]
+    pref = pair.get("judge_decision", pair["judge_preference"])  # the combined decision (confidence.py)
     if pref is None or pref == "tie":
         return pref
     a, _ = shown(pair)
@@ -363,6 +371,9 @@ def record_metadata(pair: dict[str, Any]) -> dict[str, Any]:
         "b_index": pair["indices"][b],
         "source_id": pair["source_id"],
         "text_format": st.TEXT_FORMAT,
+        "judge_confidence": pair.get("judge_confidence"),
+        "review_priority": pair.get("review_priority"),
+        "calibration_sample": pair.get("calibration_sample"),
     }
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -376,8 +387,9 @@ def metadata_names(pairs: list[dict[str, Any]]) -> set[str]:
 
 
 def judge_score(pair: dict[str, Any]) -> float | None:
-    """Confidence of the judge's preference: the rating gap on the 1-5 scale, scaled to 0..1."""
+    """Confidence of the judge's decision: the rating gap on the 1-5 scale, scaled to 0..1, when the
+    ratings differ; else its confidence level's score (confidence.LEVEL_SCORE), if it has one."""
     rx, ry = pair["ratings"]
     if rx is None or ry is None or rx == ry:
-        return None
+        return LEVEL_SCORE.get(pair.get("judge_confidence") or "")
     return round(abs(rx - ry) / 4, 3)

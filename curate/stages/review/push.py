@@ -35,6 +35,7 @@ from curate.stages import StageResult
 from curate.stages.review import client as rc
 from curate.stages.review import pairs as pr
 from curate.stages.review import settings as st
+from curate.stages.review.calibration import apply_plan
 
 MAX_BATCH = 500  # argilla-server's limit per bulk upsert
 PROVENANCE_KEY = "curate"
@@ -212,6 +213,8 @@ def stage_order() -> tuple[str, ...]:
     from curate.run import STAGES  # the run imports this module: the table is read when needed
 
     return (*(s.short for s in STAGES if s.short != "push"), "generate", "score")
+
+
 _LINK_KEYS = ("input", "source", "input_path", "source_path")
 _PREFIX = re.compile(r"^\d+-")
 
@@ -378,6 +381,7 @@ def push(
     qpath = Path(quarantine) if quarantine else quarantine_path(cfg, dataset)
     check_writable(qpath)
     pairs, rejected = pr.to_pairs(ds, cfg.review.seed, source)
+    apply_plan(pairs, cfg.review.calibration_size, cfg.review.seed)  # review_priority, calibration_sample
     client = client or rc.connect(cfg, roles=rc.WRITER_ROLES)  # before the embedding: fail in seconds
     where = f"{workspace}/{dataset} at {client.api_url}"
     if not pairs:

@@ -44,6 +44,9 @@ METADATA: dict[str, tuple[str, str, bool]] = {
     "b_index": ("integer", "Generation index shown as B", False),
     "source_id": ("terms", "Row id in the pushed data", False),
     "text_format": ("terms", "How the field texts are stored (html-escaped: & < > as entities)", False),
+    "review_priority": ("integer", "Review priority (1 = review first)", True),
+    "judge_confidence": ("terms", "Judge confidence level", True),
+    "calibration_sample": ("terms", "In the calibration sample (yes/no)", False),
 }
 ALWAYS_METADATA = ("a_index", "b_index", "source_id", "text_format")
 
@@ -81,6 +84,8 @@ neither position means anything: judge the content only.
 4. **Comment** (optional): anything a curator should know.
 
 Pre-filled answers come from an AI judge: confirm them or change them, never accept them blindly.
+**Review in planned order**: sort the records by the `review_priority` metadata, ascending (1 first).
+The first records are a random calibration sample that measures how far the judge can be trusted.
 Use **Discard** for records that should not be in the dataset at all (broken prompt, both responses
 unusable, private data). Use **Find similar** on the prompt to compare with near-duplicates.
 """
