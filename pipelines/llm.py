@@ -1,4 +1,5 @@
-"""LLM helpers for the pipelines: per-task distilabel LLMs, generation kwargs, and Magpie on llama.cpp.
+"""LLM helpers for the pipelines: per-task distilabel LLMs, generation kwargs, which providers can run
+Magpie, running a pipeline on a hosted endpoint (`run_llm_pipeline`), and Magpie on llama.cpp.
 
 distilabel's `LlamaCppLLM` only supports Magpie with a Hugging Face tokenizer (`tokenizer_id`), which
 needs the hub, and it ships pre-query templates for Llama 3 and Qwen 2 only. `GGUFChatLlamaCppLLM`
@@ -9,19 +10,24 @@ of ChatML models such as the embedded SmolLM2.
 
 from __future__ import annotations
 
-import inspect
 import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distilabel.models.llms import LlamaCppLLM
 from distilabel.models.llms.base import LLM
 from distilabel.models.llms.utils import prepare_output
 from distilabel.models.mixins.magpie import MAGPIE_PRE_QUERY_TEMPLATES
+from distilabel.pipeline import Pipeline
 from distilabel.typing import FormattedInput, GenerateOutput
 from pydantic import Field, PrivateAttr, model_validator, validate_call
 
-from curate.config import LLMConfig
-from curate.models import build_llm, generation_kwargs, llm_model_path
+from curate.config import Config, ConfigError, LLMConfig
+from curate.models import LLMEndpointError, build_llm, generation_kwargs, llm_model_path
+from pipelines.runner import cache_dir, run_pipeline
 
 if TYPE_CHECKING:
     from distilabel.typing import StandardInput
@@ -34,17 +40,40 @@ PRE_QUERY_TEMPLATES: dict[str, str] = {**MAGPIE_PRE_QUERY_TEMPLATES, "chatml": C
 _MARKER = "\ue000"
 
 
+# Where Magpie can run: it needs a raw completion of the model's own chat template up to the user header.
+MAGPIE_PROVIDERS = ("llamacpp", "transformers", "vllm", "inference-endpoints")
+
+
+def check_magpie_provider(llm_cfg: LLMConfig) -> None:
+    """Fail before any request when the provider cannot run Magpie, saying why and what works."""
+    if llm_cfg.provider == "openai":
+        raise ConfigError(
+            "generate.instructions.method magpie: provider openai sends chat messages, but Magpie needs a raw "
+            "completion of the model's own pre-query template (its chat template up to the user header), "
+            "which a chat API cannot be given. Magpie runs on provider llamacpp (any chat GGUF), transformers, "
+            "vllm, or inference-endpoints with llm.extra.tokenizer_id; with an OpenAI-compatible server use "
+            "--method prompt, self-instruct or evol-instruct."
+        )
+    if llm_cfg.provider == "inference-endpoints" and not llm_cfg.extra.get("tokenizer_id"):
+        raise ConfigError(
+            "generate.instructions.method magpie: provider inference-endpoints needs llm.extra.tokenizer_id "
+            "(the model's Hugging Face tokenizer, whose chat template builds the raw pre-query prompt); or use "
+            "--method prompt, self-instruct or evol-instruct."
+        )
+
+
 def resolve_pre_query_template(name_or_template: str | None, llm_cfg: LLMConfig) -> str:
     """The Magpie pre-query template: an alias (chatml, llama3, qwen2), a literal one, or the default.
 
     The default is ChatML for llama.cpp models whose GGUF chat template is ChatML (the embedded
-    SmolLM2); other providers must name theirs.
+    SmolLM2); other providers must name theirs. A provider that cannot run Magpie fails here.
     """
+    check_magpie_provider(llm_cfg)
     if name_or_template:
         return PRE_QUERY_TEMPLATES.get(name_or_template, name_or_template)
     if llm_cfg.provider == "llamacpp":
         return CHATML_PRE_QUERY_TEMPLATE
-    raise ValueError(
+    raise ConfigError(
         "generate.instructions.magpie_pre_query_template: required for provider "
         f"'{llm_cfg.provider}' (chatml | llama3 | qwen2 | the literal user-turn header of the model)"
     )
@@ -178,8 +207,9 @@ def task_llm(
     """A distilabel LLM for one task, with its sampling settings bound as `generation_kwargs`.
 
     `params` override the config's sampling settings (e.g. {"temperature": 1.0}); keys the LLM's
-    `generate` does not take go to `extra_generation_kwargs` when it has one (llama.cpp: top_k,
-    repeat_penalty...), else they are an error naming the key. `assistant_prefix` (llama.cpp only;
+    generate (`agenerate` for the async, hosted ones) does not take go to its catch-all when it has one
+    (llama.cpp's `extra_generation_kwargs`, an OpenAI-compatible server's `extra_body`, vLLM's
+    `extra_sampling_params`), else they are an error naming the key. `assistant_prefix` (llama.cpp only;
     hosted chat APIs ignore it) starts every answer with the given text.
     """
     if cfg.provider == "llamacpp" and (magpie_template is not None or assistant_prefix):
@@ -193,27 +223,82 @@ def task_llm(
             magpie_pre_query_template=magpie_template,
             assistant_prefix=assistant_prefix,
         )
+    elif magpie_template is not None:
+        check_magpie_provider(cfg)
+        llm = build_llm(cfg, use_magpie_template=True, magpie_pre_query_template=magpie_template)
     else:
         llm = build_llm(cfg)
-        if magpie_template is not None:
-            llm.use_magpie_template = True  # type: ignore[attr-defined]
-            llm.magpie_pre_query_template = magpie_template  # type: ignore[attr-defined]
     llm.generation_kwargs = bind_generation_kwargs(llm, generation_kwargs(cfg, **(params or {})))
     return llm
 
 
+# Where an LLM's generate takes the parameters it has no argument for, in order of preference.
+_CATCH_ALL = ("extra_generation_kwargs", "extra_body", "extra_sampling_params")
+
+
 def bind_generation_kwargs(llm: LLM, kwargs: dict[str, Any]) -> dict[str, Any]:
-    accepted = set(inspect.signature(llm.generate).parameters) - {"self", "inputs", "num_generations"}
+    """`kwargs` as the LLM's `generation_kwargs`: the parameters of its generate (distilabel's
+    `generate_parameters`: `agenerate`'s for async LLMs), the rest in its catch-all argument."""
+    accepted = {p.name for p in llm.generate_parameters} - {"self", "input", "inputs", "num_generations"}
     bound = {k: v for k, v in kwargs.items() if k in accepted}
     extra = {k: v for k, v in kwargs.items() if k not in accepted}
-    if extra and "extra_generation_kwargs" in accepted:
-        bound["extra_generation_kwargs"] = {**bound.get("extra_generation_kwargs", {}), **extra}
+    catch_all = next((name for name in _CATCH_ALL if name in accepted), None)
+    if extra and catch_all:
+        bound[catch_all] = {**(bound.get(catch_all) or {}), **extra}
     elif extra:
         raise ValueError(
             f"generation parameter(s) {', '.join(sorted(extra))} not supported by {type(llm).__name__} "
             f"(it takes: {', '.join(sorted(accepted))})"
         )
     return bound
+
+
+HOSTED_PROVIDERS = ("openai", "inference-endpoints")
+
+
+def run_llm_pipeline(
+    build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int], llms: list[LLMConfig]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """`run_pipeline`, plus the requests the hosted LLMs among `llms` sent (`llm_requests`,
+    `llm_retries`; empty without one, and rows served from the cache sent none).
+
+    A hosted endpoint that fails for good ends the run with `LLMEndpointError` naming the endpoint and
+    its last status (the step process notes it and its batch in files, then dies; see curate/llms.py),
+    after putting that batch back into distilabel's cache, so that a re-run resumes with it. With a hosted
+    LLM the pipeline runs in its own process, so that the run ends with that error instead of the step's
+    death ending this process."""
+    if not any(c.provider in HOSTED_PROVIDERS for c in llms):
+        return run_pipeline(build, cfg, progress_totals), {}
+    from curate.llms import (
+        FAILURE_NOTE_ENV,
+        REQUEST_LOG_ENV,
+        in_flight_batch_path,
+        read_request_log,
+        requeue_in_flight_batch,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="curate-llm-") as tmp:
+        files = {FAILURE_NOTE_ENV: Path(tmp) / "failure.txt", REQUEST_LOG_ENV: Path(tmp) / "requests.jsonl"}
+        previous = {name: os.environ.get(name) for name in files}
+        os.environ.update({name: str(path) for name, path in files.items()})
+        note = files[FAILURE_NOTE_ENV]
+        try:
+            rows = run_pipeline(build, cfg, progress_totals, isolate=True)
+            return rows, read_request_log(files[REQUEST_LOG_ENV])
+        except RuntimeError as exc:
+            if note.exists() and note.read_text(encoding="utf-8").strip():
+                requeue_in_flight_batch(build(), in_flight_batch_path(note))
+                first = note.read_text(encoding="utf-8").strip().splitlines()[0].removeprefix("error: ")
+                raise LLMEndpointError(
+                    f"{first}. The batches finished before it are cached: re-run to resume ({cache_dir(cfg)})"
+                ) from exc
+            raise
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def params_json(params: dict[str, Any]) -> str:

@@ -172,7 +172,24 @@ class OpenAIBackend:
         self.endpoint = extra.pop("endpoint", "completions")
         if self.endpoint not in ("completions", "chat"):
             raise ValueError(f"score llm.extra.endpoint: 'completions' or 'chat', got {self.endpoint!r}")
-        self.client = OpenAI(api_key=key or "not-needed", base_url=cfg.base_url)
+        from openai import DefaultHttpxClient
+
+        from curate.llms import note_request, note_response
+
+        # The openai client's retry (backoff on 408/409/429/5xx, dropped connections, timeouts) with the
+        # config's limits; the event hooks count every attempt of the current request.
+        self.client = OpenAI(
+            api_key=key or "not-needed",
+            base_url=cfg.base_url,
+            max_retries=cfg.max_retries,
+            timeout=cfg.timeout,
+            http_client=DefaultHttpxClient(
+                event_hooks={"request": [note_request], "response": [note_response]}
+            ),
+        )
+        self.max_retries = cfg.max_retries
+        self.requests = 0
+        self.retries = 0
         self.model = cfg.model
         self.top = top_logprobs
         self.name = llm_name(cfg)
@@ -185,6 +202,24 @@ class OpenAIBackend:
         return (text, False) if len(text) <= 4 * max_tokens else (text[: 4 * max_tokens], True)
 
     def top_logprobs(self, prompt: str) -> dict[str, float]:
+        """The top log-probabilities of the first answer token; `EndpointError` once retries run out."""
+        from curate.llms import EndpointError, RequestLog, failure_status, is_request_error, logging_requests
+
+        log = RequestLog()
+        try:
+            with logging_requests(log):
+                return self._top_logprobs(prompt)
+        except Exception as exc:
+            if isinstance(exc, EndpointError) or not is_request_error(exc):
+                raise
+            raise EndpointError(
+                log.url or str(self.client.base_url), failure_status(exc), log.retries, self.max_retries
+            ) from exc
+        finally:
+            self.requests += 1
+            self.retries += log.retries
+
+    def _top_logprobs(self, prompt: str) -> dict[str, float]:
         if self.endpoint == "completions":
             r = self.client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=self.top
@@ -213,6 +248,14 @@ class OpenAIBackend:
                 i = SCORE_DIGITS.index(digit)
                 out[i] = np.logaddexp(out[i], logprob)
         return None if np.isneginf(out).all() else out
+
+
+def request_stats(*backends: Any) -> dict[str, int]:
+    """`llm_requests` / `llm_retries` of the HTTP backends among `backends` (each counted once)."""
+    hosted = {id(b): b for b in backends if b is not None and hasattr(b, "retries")}.values()
+    if not hosted:
+        return {}
+    return {"llm_requests": sum(b.requests for b in hosted), "llm_retries": sum(b.retries for b in hosted)}
 
 
 def logits_supported(cfg: LLMConfig) -> bool:
