@@ -1,8 +1,17 @@
-"""The console curate talks to (stderr, rich) and the progress bar every long step shows."""
+"""The console curate talks to (stderr, rich), the progress bar every long step shows, and the log file
+that takes every library's log lines and warnings off the console (`log_to_file`)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -13,6 +22,13 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+
+# `curate run` logs to runs/<name>/curate.log; a stage command to `<output>.log` (see log_path_for).
+LOG_FILE = "curate.log"
+# Warnings raised from these directories are curate's own and stay on the console.
+_OWN_CODE = tuple(str(Path(__file__).resolve().parent.parent / pkg) for pkg in ("curate", "pipelines"))
+
+_active: list[tuple[Path, list[logging.Handler]]] = []  # the log files in force, innermost last
 
 
 def progress(remaining: bool = False) -> Progress:
@@ -26,3 +42,88 @@ def progress(remaining: bool = False) -> Progress:
         console=console,
         transient=True,
     )
+
+
+def log_path_for(output: Path | str) -> Path:
+    """Where a stage command that writes `output` logs: `<output>.log`, beside it (the output itself is
+    replaced whole when the stage finishes, so the log cannot live inside it)."""
+    output = Path(output)
+    return output.with_name(output.name + ".log")
+
+
+def log_file() -> Path | None:
+    """The log file in force in this process (inside `log_to_file`), or None."""
+    return _active[-1][0] if _active else None
+
+
+def log_handlers() -> list[logging.Handler]:
+    """The handlers `log_to_file` put on the root logger (file, and errors to the console); [] outside it.
+    A library that replaces the root logger's handlers for a while (distilabel) can hand them on."""
+    return list(_active[-1][1]) if _active else []
+
+
+def _is_own(filename: str) -> bool:
+    return str(Path(filename).resolve()).startswith(_OWN_CODE)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path | str) -> Iterator[Path | None]:
+    """Send every log record (INFO and up, any library) and other packages' warnings to `path`
+    (appended), instead of the console. The console keeps curate's own output and warnings, and log
+    records at ERROR and up also reach it. An exception leaving the block is logged there too, with
+    its traceback. Processes forked inside the block inherit it; a spawned one must enter it again
+    (with `log_file()`). Where the file cannot be opened, nothing is redirected (yields None)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:  # the command's own checks say what is wrong with the place; it may not write
+        console.print(
+            f"[yellow]warning:[/] no log file ({exc}): log lines stay on the console", highlight=False
+        )
+        yield None
+        return
+    to_file.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+    )
+    errors = RichHandler(console=console, level=logging.ERROR, show_time=False, show_path=False)
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level, warnings.showwarning
+    show = saved[2]
+
+    def route_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        if file is not None or _is_own(filename):
+            show(message, category, filename, lineno, file, line)
+        else:
+            text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+            logging.getLogger("py.warnings").warning(text)
+
+    root.handlers[:] = [to_file, errors]
+    root.setLevel(logging.INFO)
+    warnings.showwarning = route_warning
+    _active.append((path, [to_file, errors]))
+    logging.getLogger("curate").info("log opened by %s", " ".join(["curate", *sys.argv[1:]]))
+    try:
+        yield path
+    except BaseException as exc:
+        if getattr(exc, "exit_code", getattr(exc, "code", 1)) not in (0, None):  # not a clean exit
+            record = logging.LogRecord(
+                "curate",
+                logging.ERROR,
+                __file__,
+                0,
+                "stopped by %r",
+                (exc,),
+                (type(exc), exc, exc.__traceback__),
+            )
+            to_file.handle(record)  # the file only: the console shows the error its own way
+        raise
+    finally:
+        _active.pop()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        warnings.showwarning = saved[2]
+        to_file.close()

@@ -8,10 +8,13 @@
   cluster named by RAY_ADDRESS (or starts a local one).
 - Progress: a rich bar per LLM step, advanced by the "sending batch" log records distilabel's step
   processes forward to the main process.
+- Log lines: inside `curate.console.log_to_file`, distilabel's log lines go to that log file and not
+  to the console (distilabel adds a console handler of its own to its log listener; it is left out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing as mp
@@ -27,12 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import distilabel.distiset as distiset_module
+import distilabel.pipeline.base as distilabel_base
 import distilabel.pipeline.local as distilabel_local
+import distilabel.utils.logging as distilabel_logging
 from distilabel.pipeline import Pipeline
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from curate.config import Config, LLMConfig
+from curate.console import log_file, log_handlers, log_to_file
 from curate.models import llm_name
 from curate.rows import stable_id
 
@@ -46,6 +53,29 @@ def _no_bibtex(ref: str) -> str:
 # distilabel fetches BibTeX from arxiv.org for the papers its tasks cite whenever it builds a Distiset;
 # generation must not touch the network (and without bs4 it prints "Untracked error" on every run).
 distiset_module.get_bibtex = _no_bibtex
+
+_setup_distilabel_logging = distilabel_logging.setup_logging
+_made_by_distilabel: list[logging.Handler] = []  # its listener's own handlers, closed after each run
+
+
+def _setup_logging(
+    log_queue: Any = None, filename: str | None = None, logging_handlers: list[logging.Handler] | None = None
+) -> None:
+    """distilabel's setup_logging (its pipelines' run calls it), then: inside `log_to_file`, without the
+    console handler it adds to its log listener, so its log lines reach curate's log file only."""
+    given = list(logging_handlers or [])
+    _setup_distilabel_logging(log_queue, filename, logging_handlers)
+    listener = distilabel_logging.queue_listener
+    if listener is None:  # not the process that runs the pipeline: no listener
+        return
+    _made_by_distilabel.extend(h for h in listener.handlers if h not in given)
+    if log_file() is not None:
+        listener.handlers = tuple(
+            h for h in listener.handlers if h in given or not isinstance(h, RichHandler)
+        )
+
+
+distilabel_base.setup_logging = _setup_logging  # what BasePipeline.run calls (Pipeline and RayPipeline)
 
 
 def cache_dir(cfg: Config) -> Path:
@@ -195,16 +225,28 @@ def _watch_parent(parent: int) -> None:
 
 
 def _run_isolated(
-    build: Callable[[], Pipeline], cfg: Config, progress_totals: dict[str, int], parent: int
+    build: Callable[[], Pipeline],
+    cfg: Config,
+    progress_totals: dict[str, int],
+    parent: int,
+    log: Path | None = None,
 ) -> None:
     _watch_parent(parent)
     # A spawned child inherits "spawn" as its start method; distilabel's step pool must fork (its
     # queues are fork-context objects), which is safe here: this process has not loaded llama.cpp.
     mp.set_start_method("fork", force=True)
+    # distilabel starts the listener of its log queue (the progress bars and log lines come through it)
+    # only in a process named MainProcess; without it they were lost.
+    mp.current_process().name = "MainProcess"
     try:
-        _run(build(), cfg, progress_totals)
+        with log_to_file(log) if log is not None else contextlib.nullcontext():
+            _run(build(), cfg, progress_totals)
     except PipelineInterrupted:
         sys.exit(130)
+
+
+def _see_log() -> str:
+    return f"see {log_file()}" if log_file() is not None else "see the log above"
 
 
 def run_pipeline(
@@ -224,7 +266,7 @@ def run_pipeline(
     if cfg.generate.ray or not isolate:
         return _run(pipeline, cfg, progress_totals)
     child = mp.get_context("spawn").Process(
-        target=_run_isolated, args=(build, cfg, progress_totals, os.getpid())
+        target=_run_isolated, args=(build, cfg, progress_totals, os.getpid(), log_file())
     )
     child.start()
     try:
@@ -233,18 +275,18 @@ def run_pipeline(
         child.join()  # distilabel in the child stops gracefully and caches what it has
         raise PipelineInterrupted(
             f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})"
-        )
+        ) from None
     if child.exitcode == 130:
         raise PipelineInterrupted(
             f"generation interrupted; re-run with --resume to continue ({cache_dir(cfg)})"
         )
     if child.exitcode == EXIT_STEP_DIED:
         raise RuntimeError(
-            "a generation step's process died (a crash in the LLM library or the OOM killer; see the log "
-            f"above); re-run to resume from the cache ({cache_dir(cfg)})"
+            f"a generation step's process died (a crash in the LLM library or the OOM killer; {_see_log()}); "
+            f"re-run to resume from the cache ({cache_dir(cfg)})"
         )
     if child.exitcode != 0:
-        raise RuntimeError(f"the generation pipeline failed (exit code {child.exitcode}); see its log above")
+        raise RuntimeError(f"the generation pipeline failed (exit code {child.exitcode}); {_see_log()}")
     # The child finished: this run is served from the cache without starting any step.
     resumed = cfg.model_copy(deep=True)
     resumed.generate.resume = True
@@ -263,20 +305,23 @@ def _run(pipeline: Pipeline, cfg: Config, progress_totals: dict[str, int]) -> li
         transient=False,
     )
     handler = _ProgressHandler(progress, progress_totals)
+    # Inside log_to_file, distilabel's listener hands its records on to the log file (and errors to the
+    # console), since its own console handler is left out.
+    handlers: list[logging.Handler] = [handler, *log_handlers()]
     # distilabel replaces the root logger's handlers with one that feeds its log queue, and leaves it
     # there after closing the queue: every later log record (sentence-transformers, argilla) would then
     # print "--- Logging error --- Queue is closed". Restore the root logger as it was.
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    saved, level = list(root.handlers), root.level
     try:
         with progress:
-            distiset = runner.run(
-                use_cache=cfg.generate.resume,
-                logging_handlers=[handler],
-            )
+            distiset = runner.run(use_cache=cfg.generate.resume, logging_handlers=handlers)
     finally:
-        root.handlers[:] = handlers
+        root.handlers[:] = saved
         root.setLevel(level)
+        for made in _made_by_distilabel:  # distilabel never closes its pipeline.log handler
+            made.close()
+        _made_by_distilabel.clear()
     if getattr(runner, "_stop_called", False):
         # distilabel stops gracefully on Ctrl+C and returns what it has; a partial result must not
         # be written as if complete. The batches done so far are in the cache for --resume.
