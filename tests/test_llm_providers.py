@@ -586,6 +586,8 @@ def _curate(*args: str, env: dict) -> subprocess.CompletedProcess:
 @pytest.mark.server
 @pytest.mark.parametrize("provider", ["openai", "transformers"])
 def test_curate_run_end_to_end(provider: str, llama_server, argilla_server, tmp_path: Path):
+    from curate.run import stage_named
+
     if provider == "transformers":
         pytest.importorskip("gguf")
     llm = (
@@ -600,7 +602,7 @@ def test_curate_run_end_to_end(provider: str, llama_server, argilla_server, tmp_
                 "llm": llm,
                 "generate": {"instructions": {"method": "prompt", "num_instructions": 3}},
                 "score": {"llm": llm},
-                "select": {"budget": 2},
+                "select": {"instruction_budget": 2, "budget": 2},
                 "server": {"data_dir": str(argilla_server.data_dir)},
                 "argilla": {"dataset": f"run-{provider}", "workspace": "curate"},
                 "run": {"runs_dir": str(tmp_path / "runs"), "name": provider},
@@ -611,13 +613,14 @@ def test_curate_run_end_to_end(provider: str, llama_server, argilla_server, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "runs" / provider / "manifest.json").read_text())
     assert all(entry["status"] == "done" for entry in manifest["stages"].values()), manifest["stages"]
-    assert "06-push" in manifest["stages"]
-    selected = read_rows(tmp_path / "runs" / provider / "05-select")
+    assert stage_named("push").name in manifest["stages"]
+    selected = read_rows(tmp_path / "runs" / provider / stage_named("select").name)
     assert 0 < len(selected) <= 2 and "deita_score" in selected.column_names
     if provider == "openai":
         stats = {name: e["stats"] for name, e in manifest["stages"].items()}
-        assert stats["01-instructions"]["llm_requests"] == 3
-        assert stats["04-score"]["llm_requests"] >= 2
+        assert stats[stage_named("instructions").name]["llm_requests"] == 3
+        assert stats[stage_named("preferences").name]["llm_requests"] >= 3  # 2 responses + the judge
+        assert stats[stage_named("complexity").name]["llm_requests"] >= 1
         assert manifest["config"]["llm"]["api_key_env"] == KEY_ENV
     assert not _secret_in(tmp_path), "the API key was written to disk"
     assert SECRET not in result.stdout + result.stderr, "the API key was printed"
