@@ -379,6 +379,13 @@ def status(
         )
         for agent, j in agr["judge_vs_human"].items():
             out.print(f"judge {agent} vs humans: {j['agreement']} over {j['records']} records")
+        for level, c in (st.get("calibration") or {}).get("levels", {}).items():
+            out.print(
+                f"calibration {level}: {c['agree']}/{c['votes']} = {c['agreement']} "
+                f"[{c['low']}, {c['high']}] (90% Wilson)",
+                markup=False,
+                highlight=False,
+            )
 
     _review_stage(go)
 
@@ -405,6 +412,17 @@ def export(
     use_corrections: Optional[bool] = typer.Option(
         None, "--use-corrections/--ignore-corrections", help="A reviewer's correction replaces `chosen`."
     ),
+    auto_accept: Optional[bool] = typer.Option(
+        None,
+        "--auto-accept/--no-auto-accept",
+        help="Export unreviewed pairs with the judge's decision where the calibration sample shows the "
+        "judge's confidence level reaches --auto-accept-min-agreement (lower bound of the 90% interval).",
+    ),
+    auto_accept_min_agreement: Optional[float] = typer.Option(
+        None,
+        "--auto-accept-min-agreement",
+        help="Agreement with reviewers a judge confidence level needs for --auto-accept (0-1).",
+    ),
     license: Optional[str] = typer.Option(None, "--license", help="Licence in the dataset card."),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
@@ -419,6 +437,8 @@ def export(
                 "min_agreement": min_agreement,
                 "include_unreviewed": include_unreviewed,
                 "use_corrections": use_corrections,
+                "auto_accept": auto_accept,
+                "auto_accept_min_agreement": auto_accept_min_agreement,
                 "license": license,
             },
         ),
@@ -438,8 +458,80 @@ def export(
             + (f" and {summary['hub_url']}" if summary.get("hub_url") else ""),
             {"accounting": acc, "agreement": summary["agreement"]},
         )
+        auto = summary.get("auto_accept")
+        if auto is not None:
+            est = auto["export"]
+            console.print(
+                f"decided by humans: {acc['records']['exported_by_humans']}, by the judge: "
+                f"{acc['records']['exported_by_judge']}; estimated agreement of the export "
+                f"{est['agreement']} ({est['low']} - {est['high']})",
+                highlight=False,
+            )
+            for level, more in auto["needed"].items():
+                console.print(
+                    f"[yellow]not auto-accepted:[/] level {level}: "
+                    + (
+                        f"{more} more calibration votes needed for {auto['target']}"
+                        if more is not None
+                        else f"its agreement is not above {auto['target']}"
+                    ),
+                    highlight=False,
+                )
 
     _review_stage(go, log=log_path_for(output))
+
+
+@app.command("calibrate")
+def calibrate(
+    dataset: Optional[str] = DatasetOpt,
+    workspace: Optional[str] = WorkspaceOpt,
+    target: Optional[float] = typer.Option(
+        None, "--target", help="Agreement a level should reach (default export.auto_accept_min_agreement)."
+    ),
+    output: Path = typer.Option(
+        Path("calibration.json"), "--output", "-o", help="Where the report is written (JSON)."
+    ),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """The judge's agreement with reviewers per confidence level, from the calibration sample's votes."""
+    cfg = _load(
+        config,
+        _overrides(
+            argilla={"dataset": dataset, "workspace": workspace},
+            export={"auto_accept_min_agreement": target},
+        ),
+    )
+
+    def go():
+        from curate.io import write_json
+        from curate.stages.review import client as rc
+        from curate.stages.review.calibration import calibration_report
+        from curate.stages.review.pull import pull
+
+        client = rc.connect(cfg)
+        records = pull(client, rc.require_dataset(client, cfg.argilla.dataset, cfg.argilla.workspace))
+        ex = cfg.export
+        report = calibration_report(records, ex, cfg.argilla.dataset, ex.auto_accept_min_agreement)
+        write_json(output, report)
+        console.print(
+            f"calibration sample: {report['sample_records']} records, {report['sample_decided']} with a "
+            f"human decision; {report['interval']}; target {report['target']}",
+            highlight=False,
+        )
+        for level, s in report["levels"].items():
+            more = s["votes_needed"]
+            console.print(
+                f"  {level:<8} {s['agree']}/{s['votes']} = {s['agreement']:.3f} "
+                f"[{s['low']:.3f}, {s['high']:.3f}]  "
+                + (
+                    "reaches the target" if more == 0 else f"{more} more votes" if more else "cannot reach it"
+                ),
+                highlight=False,
+                markup=False,
+            )
+        console.print(f"-> {output}", highlight=False)
+
+    _review_stage(go)
 
 
 @app.command("run")

@@ -161,6 +161,8 @@ class ExportSummary(TypedDict):
     seconds: NotRequired[float]  # set just before the file is written
     hub_url: NotRequired[str]  # only in the returned summary, after a push to the Hub
     empty_because: NotRequired[str]  # set when no record became a pair: why, and what to change
+    calibration: NotRequired[CalibrationReport]  # the judge's agreement per confidence level
+    auto_accept: NotRequired[dict[str, Any]]  # with --auto-accept: target, levels needing votes, estimate
 
 
 class ReviewStatus(TypedDict):
@@ -178,6 +180,7 @@ class ReviewStatus(TypedDict):
     records_with_disagreement: int
     disagreement_ids: list[str]
     agreement: AgreementSummary
+    calibration: NotRequired[CalibrationReport]  # when the records carry a calibration sample
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from curate.config import Config
-from curate.stages.export.decide import calibration_observations, decide_records
+from curate.stages.export.decide import decide_records
 from curate.stages.review import settings as st
 from curate.stages.review.calibration import (
     Z90,
     accepted,
+    calibration_observations,
     calibration_sample,
     export_estimate,
     level_stats,
@@ -259,3 +260,78 @@ def test_random_sample_estimate_is_unbiased_on_real_votes(pandalm):
         estimates.append(sum(hits) / len(hits))
     assert abs(sum(estimates) / len(estimates) - actual) < 0.02
     assert len(set(estimates)) > 1  # the seeds draw different samples
+
+
+@pytest.mark.server
+def test_push_calibrate_auto_accept_on_the_embedded_argilla(pandalm, argilla_server, tmp_path):
+    """Push judged PandaLM pairs, vote (annotator 1's real votes) through the API on the calibration
+    sample and a few planned records after it, then check calibrate's and export's figures by hand."""
+    from datasets import load_from_disk
+    from review_helpers import annotators, owner, raw_records, server_config, submit, unique
+
+    from curate.stages.export import export
+    from curate.stages.review.push import push
+    from curate.stages.review.status import review_status
+
+    rows, items = pandalm
+    n = 120
+    cfg = server_config(
+        argilla_server,
+        tmp_path,
+        review={"vectors": False, "calibration_size": 60},
+        export={"auto_accept": True, "auto_accept_min_agreement": 0.6},
+    )
+    name, ws = unique("calib"), unique("ws")
+    src = [{**r, "id": str(i)} for i, r in enumerate(rows[:n])]
+    push(src, cfg, name, ws, quarantine=tmp_path / "q.jsonl")
+    raw = raw_records(owner(argilla_server), name, ws)
+    meta = {r["id"]: r["metadata"] for r in raw}
+    priorities = sorted(m["review_priority"] for m in meta.values())
+    assert priorities == list(range(1, len(raw) + 1))
+    sample = [r for r in raw if r["metadata"]["calibration_sample"] == "yes"]
+    assert len(sample) == 60 and max(r["metadata"]["review_priority"] for r in sample) == 60
+    # a second push of the same rows keeps every priority
+    push(src, cfg, name, ws, quarantine=tmp_path / "q.jsonl")
+    assert {r["id"]: r["metadata"] for r in raw_records(owner(argilla_server), name, ws)} == meta
+
+    ((_, ann, _),) = annotators(argilla_server, ws, ["rev"]).values()
+    by_id = {p["id"]: p for p in to_pairs(src, cfg.review.seed)[0]}
+    after = sorted(
+        (r for r in raw if r["metadata"]["calibration_sample"] == "no"),
+        key=lambda r: r["metadata"]["review_priority"],
+    )[:10]
+    expected: dict[str, list[bool]] = {}
+    for r in sample + after:
+        it = items[int(r["metadata"]["source_id"])]
+        vote = CODE[str(it["annotator1"])]
+        shown_1 = "A" if r["fields"]["response_a"].strip() == _escaped(it["response1"]).strip() else "B"
+        label = "tie" if vote == "tie" else shown_1 if vote == "x" else ("B" if shown_1 == "A" else "A")
+        submit(ann, r["id"], preference=label)
+        judged = judge_label(by_id[r["external_id"]])  # the suggestion pushed, from the same rows
+        if r in sample:
+            expected.setdefault(r["metadata"]["judge_confidence"], []).append(judged == label)
+    status = review_status(cfg, name, ws)
+    levels = status["calibration"]["levels"]
+    assert {lv: (s["votes"], s["agree"]) for lv, s in levels.items()} == {
+        lv: (len(v), sum(v)) for lv, v in expected.items()
+    }
+    out = tmp_path / "export"
+    summary = export(cfg, name, ws, out)
+    assert json.loads((out / "calibration.json").read_text())["levels"] == levels
+    train = load_from_disk(str(out))["train"]
+    reviewed = {r["external_id"] for r in sample + after}
+    ok = {lv for lv, s in levels.items() if s["low"] >= 0.6}
+    judged_rows = [row for row in train if row["decided_by"] == "judge"]
+    assert all(row["id"] not in reviewed for row in judged_rows)
+    for row in judged_rows:
+        level = by_id[row["id"]]["judge_confidence"]
+        assert level in ok and row["estimated_agreement"] == levels[level]["agreement"]
+    acc = summary["accounting"]["records"]
+    unreviewed_ok = [rid for rid, p in by_id.items() if p["judge_confidence"] in ok and rid not in reviewed]
+    assert acc["exported_by_judge"] == len(judged_rows) == len(unreviewed_ok) > 0
+    assert acc["exported"] + sum(acc["excluded"].values()) == acc["total"] == len(raw)
+    assert "Judge calibration" in (out / "README.md").read_text()
+
+
+def _escaped(text: str) -> str:
+    return st.shown_text(text)

@@ -116,6 +116,41 @@ def stage_rows(provenance: Provenance, summary: ExportSummary) -> list[tuple[str
     return rows
 
 
+def calibration_lines(summary: ExportSummary) -> list[str]:
+    """The card's judge calibration (per confidence level) and auto-accept estimate, if any."""
+    cal, auto = summary.get("calibration"), summary.get("auto_accept")
+    out: list[str] = []
+    if cal:
+        out += [
+            "",
+            "## Judge calibration",
+            "",
+            f"Agreement of the judge with the human decision per confidence level ({cal['interval']}), "
+            f"estimated from {cal['estimate_from']}.",
+            "",
+            "| level | votes | agreement | 90% interval | more votes for the target |",
+            "|---|---:|---:|---|---:|",
+        ]
+        out += [
+            f"| {lv} | {s['votes']} | {_fmt(s['agreement'])} | {_fmt(s['low'])} - {_fmt(s['high'])} | "
+            f"{_fmt(s['votes_needed'])} |"
+            for lv, s in cal["levels"].items()
+        ]
+    if auto:
+        est = auto["export"]
+        acc = summary["accounting"]["records"]
+        out += [
+            "",
+            f"- Auto-accept: unreviewed pairs exported with the judge's decision where the lower bound of "
+            f"their level's interval is >= {auto['target']} (`decided_by=judge`, `estimated_agreement`): "
+            f"{acc['exported_by_judge']} by the judge, {acc['exported_by_humans']} by humans.",
+            f"- Estimated agreement of the whole export with a human decision: {_fmt(est['agreement'])} "
+            f"(conservative interval {_fmt(est['low'])} - {_fmt(est['high'])}; human-decided pairs count "
+            "as agreeing).",
+        ]
+    return out
+
+
 def render_card(summary: ExportSummary, provenance: Provenance, cfg: Config) -> str:
     """The card's markdown, with the Hub's YAML header (one config per export format)."""
     acc, agr = summary["accounting"], summary["agreement"]
@@ -193,6 +228,7 @@ def render_card(summary: ExportSummary, provenance: Provenance, cfg: Config) -> 
             f"- Judge `{agent}` vs human decision: {_fmt(j['agreement'])} over {j['records']} records "
             f"(overridden {j['overridden']}); vs single votes: {_fmt(j['vote_agreement'])}."
         )
+    out += calibration_lines(summary)
     out += ["", "## Models", ""]
     models = _models(provenance, agr)
     out += [f"- {role}: {', '.join(f'`{m}`' for m in names)}" for role, names in models.items()] or [

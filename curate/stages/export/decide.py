@@ -18,7 +18,9 @@ from curate.stages.review import settings as st
 from curate.stages.review.calibration import (
     NEVER_ACCEPTED,
     accepted,
+    calibration_observations,
     export_estimate,
+    judge_of,
     level_stats,
     votes_needed,
 )
@@ -93,31 +95,6 @@ class Decisions:
     outcome: dict[str, str]  # record id -> "exported", "exported (judge)" or the exclusion reason
     accounting: Accounting
     calibration: dict[str, Any] | None = None  # with auto-accept: the level estimates and the export's
-
-
-def human_label(record: dict[str, Any], ex: Any) -> str | None:
-    """The human decision on a record (A | B | tie) under the export policy; None if there is none."""
-    label, reason, _ = decide(votes(record), ex.policy, ex.min_votes, ex.min_agreement)
-    return label if label in ("A", "B", "tie") and reason in (None, "tie") else None
-
-
-def judge_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(the judge's shown label A | B | tie, its confidence level) as pushed."""
-    judged = (record["suggestions"].get(st.PREFERENCE) or {}).get("value")
-    return judged, record["metadata"].get("judge_confidence")
-
-
-def calibration_observations(records: list[dict[str, Any]], ex: Any) -> list[tuple[str, bool]]:
-    """(level, judge agreed) for every calibration-sample record with a human decision."""
-    out = []
-    for record in records:
-        if record["metadata"].get("calibration_sample") != "yes":
-            continue
-        human = human_label(record, ex)
-        judged, level = judge_of(record)
-        if human is not None and level is not None:
-            out.append((level, judged is not None and judged == human))
-    return out
 
 
 def decide_records(records: list[dict[str, Any]], cfg: Config) -> Decisions:

@@ -21,10 +21,12 @@ from curate.stages.export.decide import decide_records
 from curate.stages.export.hub import check_hub, push_to_hub
 from curate.stages.review import client as rc
 from curate.stages.review.agreement import summary as agreement_summary
+from curate.stages.review.calibration import calibration_report
 from curate.stages.review.pull import pull, submitted
 from curate.stages.review.push import PROVENANCE_KEY
 
 SUMMARY = "summary.json"
+CALIBRATION = "calibration.json"  # `curate calibrate` writes the same report
 
 
 def export(
@@ -62,6 +64,10 @@ def export(
         "license": ex.license,
         "pull_seconds": round(pulled - started, 2),
     }
+    if any(r["metadata"].get("calibration_sample") == "yes" for r in records):  # calibration.py
+        summary["calibration"] = calibration_report(records, ex, dataset, ex.auto_accept_min_agreement)
+    if decisions.calibration is not None:
+        summary["auto_accept"] = decisions.calibration
     if not summary["pairs"]:
         summary["empty_because"] = why_empty(decisions.accounting)
     card = render_card(summary, provenance, cfg)
@@ -71,6 +77,8 @@ def export(
         summary["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / SUMMARY, summary)
         write_json(tmp / "stats.json", summary)
+        if "calibration" in summary:
+            write_json(tmp / CALIBRATION, summary["calibration"])
     if hub_api is not None:
         summary["hub_url"] = push_to_hub(hub_api, to_hub, Path(output), ex.private)
     return summary

@@ -20,9 +20,12 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from curate.schemas import LevelCalibration
+from curate.schemas import CalibrationReport, LevelCalibration
+from curate.stages.review import settings as st
 from curate.stages.review.confidence import LEVELS
+from curate.stages.review.pull import decide, votes
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
 NEVER_ACCEPTED = ("tie", "none")
@@ -178,3 +181,51 @@ def apply_plan(pairs: list[dict], size: int, seed: int) -> None:
     for p in pairs:
         priority, in_sample = planned[p["id"]]
         p["review_priority"], p["calibration_sample"] = priority, "yes" if in_sample else "no"
+
+
+def human_label(record: dict[str, Any], ex: Any) -> str | None:
+    """The human decision on a record (A | B | tie) under the export policy; None if there is none."""
+    label, reason, _ = decide(votes(record), ex.policy, ex.min_votes, ex.min_agreement)
+    return label if label in ("A", "B", "tie") and reason in (None, "tie") else None
+
+
+def judge_of(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the judge's shown label A | B | tie, its confidence level) as pushed."""
+    judged = (record["suggestions"].get(st.PREFERENCE) or {}).get("value")
+    return judged, record["metadata"].get("judge_confidence")
+
+
+def calibration_observations(records: list[dict[str, Any]], ex: Any) -> list[tuple[str, bool]]:
+    """(level, judge agreed) for every calibration-sample record with a human decision."""
+    out = []
+    for record in records:
+        if record["metadata"].get("calibration_sample") != "yes":
+            continue
+        human = human_label(record, ex)
+        judged, level = judge_of(record)
+        if human is not None and level is not None:
+            out.append((level, judged is not None and judged == human))
+    return out
+
+
+ESTIMATE_FROM = (
+    "the calibration sample only (records pushed with calibration_sample=yes): a uniform random sample "
+    "within each confidence level, so each level's agreement is estimated without bias"
+)
+
+
+def calibration_report(
+    records: list[dict[str, Any]], ex: Any, dataset: str, target: float
+) -> CalibrationReport:
+    """`curate calibrate`: per level, the judge's agreement with the human decisions of the sample."""
+    sample = [r for r in records if r["metadata"].get("calibration_sample") == "yes"]
+    obs = calibration_observations(records, ex)
+    return {
+        "dataset": dataset,
+        "target": target,
+        "interval": "90% Wilson score interval",
+        "estimate_from": ESTIMATE_FROM,
+        "sample_records": len(sample),
+        "sample_decided": len(obs),
+        "levels": level_stats(obs, target),
+    }

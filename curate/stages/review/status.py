@@ -8,6 +8,7 @@ from typing import Any
 from curate.config import Config
 from curate.schemas import ReviewStatus
 from curate.stages.review import client as rc
+from curate.stages.review.calibration import calibration_report
 from curate.stages.review.pull import pull, votes
 
 
@@ -39,4 +40,9 @@ def review_status(cfg: Config, dataset: str, workspace: str, client: Any = None)
         "records_with_disagreement": len(disagreements),
         "disagreement_ids": disagreements[:20],
         "agreement": agreement,
+        **(
+            {"calibration": calibration_report(records, ex, dataset, ex.auto_accept_min_agreement)}
+            if any(r["metadata"].get("calibration_sample") == "yes" for r in records)
+            else {}
+        ),
     }

@@ -17,6 +17,7 @@ FEATURES = Features(
         "completion": Value("string"),
         "messages": MESSAGES,
         "decided_by": Value("string"),
+        "estimated_agreement": Value("float64"),
     }
 )
 
@@ -30,6 +31,7 @@ def rows(decisions: Decisions) -> list[dict[str, Any]]:
             "completion": d.chosen,
             "messages": [*d.messages, {"role": "assistant", "content": d.chosen}],
             "decided_by": d.decided_by,
+            "estimated_agreement": d.estimated_agreement,
         }
         for d in decisions.exported
     ]
