@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -26,7 +27,9 @@ console = Console(stderr=True)
 # `curate run` logs to runs/<name>/curate.log; a stage command to `<output>.log` (see log_path_for).
 LOG_FILE = "curate.log"
 # Warnings raised from these directories are curate's own and stay on the console.
-_OWN_CODE = tuple(str(Path(__file__).resolve().parent.parent / pkg) for pkg in ("curate", "pipelines"))
+_OWN_CODE = tuple(
+    f"{Path(__file__).resolve().parent.parent / pkg}{os.sep}" for pkg in ("curate", "pipelines")
+)
 
 _active: list[tuple[Path, list[logging.Handler]]] = []  # the log files in force, innermost last
 
