@@ -481,6 +481,28 @@ def export(
     _review_stage(go, log=log_path_for(output))
 
 
+@app.command("plan")
+def plan_cmd(
+    dataset: Optional[str] = DatasetOpt,
+    workspace: Optional[str] = WorkspaceOpt,
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Re-plan review_priority from the calibration so far (the calibration sample keeps its place)."""
+    cfg = _load(config, _overrides(argilla={"dataset": dataset, "workspace": workspace}))
+
+    def go():
+        from curate.stages.review.replan import replan
+
+        out = replan(cfg, cfg.argilla.dataset, cfg.argilla.workspace)
+        console.print(
+            f"{out['changed']} of {out['records']} records re-prioritised; level estimates {out['estimates']}",
+            highlight=False,
+            markup=False,
+        )
+
+    _review_stage(go)
+
+
 @app.command("calibrate")
 def calibrate(
     dataset: Optional[str] = DatasetOpt,

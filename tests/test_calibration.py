@@ -331,6 +331,22 @@ def test_push_calibrate_auto_accept_on_the_embedded_argilla(pandalm, argilla_ser
     assert acc["exported_by_judge"] == len(judged_rows) == len(unreviewed_ok) > 0
     assert acc["exported"] + sum(acc["excluded"].values()) == acc["total"] == len(raw)
     assert "Judge calibration" in (out / "README.md").read_text()
+    # curate plan: the sample keeps its priorities, the rest follows the estimates, the votes stay
+    from curate.stages.review.replan import replan
+
+    result = replan(cfg, name, ws)
+    after_meta = {r["id"]: r["metadata"] for r in raw_records(owner(argilla_server), name, ws)}
+    assert all(after_meta[r["id"]]["review_priority"] == meta[r["id"]]["review_priority"] for r in sample)
+    rest = sorted(
+        (m for m in after_meta.values() if m["calibration_sample"] == "no"),
+        key=lambda m: m["review_priority"],
+    )
+    est = result["estimates"]
+    keys = [
+        -1.0 if m["judge_confidence"] in ("tie", "none") else est.get(m["judge_confidence"], 0) for m in rest
+    ]
+    assert keys == sorted(keys) and result["changed"] > 0
+    assert review_status(cfg, name, ws)["calibration"]["levels"] == levels
 
 
 def _escaped(text: str) -> str:

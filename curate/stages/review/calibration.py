@@ -80,11 +80,13 @@ def plan(
     size: int,
     seed: int,
     estimates: Mapping[str, float] | None = None,
+    sample: set[str] | None = None,
 ) -> dict[str, tuple[int, bool]]:
     """record id -> (review priority, 1 = first; in the calibration sample). After the sample come the
     other records, lowest confidence first: by `estimates` (level -> agreement) where given, else by
-    the order of `LEVELS`; a level never auto-accepted (tie, none) counts as agreement 0."""
-    sample = calibration_sample(items, size, seed)
+    the order of `LEVELS`; a level never auto-accepted (tie, none) counts as agreement 0. `sample`
+    keeps a sample already pushed (a re-plan must not change what the estimates are drawn from)."""
+    sample = calibration_sample(items, size, seed) if sample is None else sample
 
     def confidence(level: str) -> float:
         if level in NEVER_ACCEPTED:
