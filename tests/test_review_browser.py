@@ -1,7 +1,8 @@
 """A reviewer answers in the real Argilla UI, and the next `curate export` contains that answer.
 
 `curate push` builds the dataset; an annotator logs in with Debian's chromium (Playwright, no browser
-download, every non-local request blocked), overrides the judge's pre-filled choice and submits.
+download, every non-local request blocked), sees markup in a response as literal text (nothing runs),
+overrides the judge's pre-filled choice and submits.
 Set CURATE_UPDATE_DOCS=1 to refresh docs/review-pairs-ui.png from this run.
 """
 
@@ -17,6 +18,7 @@ from datasets import Dataset, load_from_disk
 from review_helpers import owner, raw_records, server_config, unique
 
 from curate.stages.export.export import export
+from curate.stages.review.pull import record_fields
 from curate.stages.review.push import push
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
@@ -29,14 +31,14 @@ ROWS = [
         "generations": [
             "Sunlight bounces off the air, and blue light bounces around the most, so the whole sky "
             "looks blue.",
-            "Because the ocean reflects onto the sky.",
+            'Because the ocean reflects onto the <b>sky</b>. <img src=x onerror="window.__pwned = 1">',
         ],
         "ratings": [5, 2],
     },
     {
         "instruction": "Give three tips for keeping basil alive indoors.",
         "generations": [
-            "Water it every day no matter what.",
+            "Water it every day <b>no matter what</b>.",
             "Give it a sunny window, water when the top soil is dry, and pinch off the flowers.",
         ],
         "ratings": [2, 4],
@@ -111,7 +113,14 @@ def test_ui_answer_lands_in_the_next_export(argilla_server, browser, tmp_path: P
     # Which record is on screen, and what did the judge suggest for it?
     records = {r["fields"]["prompt"][0]["content"]: r for r in raw_records(owner(info), name, ws)}
     prompt = next(p for p in records if page.get_by_text(p).count())
-    shown = records[prompt]
+    shown = {**records[prompt], "fields": record_fields(records[prompt])}  # the texts as pushed
+
+    # the response with markup shows its tags as text, exactly as it is exported; its HTML never runs
+    literal = "<b>sky</b>" if prompt == ROWS[0]["instruction"] else "<b>no matter what</b>"
+    page.get_by_text(literal).first.wait_for()
+    assert page.locator(".content-area").count() >= 2  # the two responses' text areas
+    assert page.locator(".content-area b, .content-area img, iframe").count() == 0
+    assert page.evaluate("window.__pwned") is None
     judged = (
         "A"
         if shown["fields"]["response_a"] in (ROWS[0]["generations"][0], ROWS[1]["generations"][1])
