@@ -72,9 +72,12 @@ def submit(
 
 
 def raw_records(client: rg.Argilla, name: str, workspace: str) -> list[dict]:
+    """The server's records, their field texts as pushed (push stores them HTML-escaped for the UI)."""
     from curate.stages.review.client import iter_raw_records, require_dataset
+    from curate.stages.review.pull import record_fields
 
-    return list(iter_raw_records(client, require_dataset(client, name, workspace)))
+    raws = iter_raw_records(client, require_dataset(client, name, workspace))
+    return [{**raw, "fields": record_fields(raw)} for raw in raws]
 
 
 def scored_rows(n: int, start: int = 0) -> list[dict]:
