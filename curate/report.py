@@ -72,6 +72,23 @@ def funnel_counts(manifest: RunManifest, summary: ExportSummary | None) -> dict[
     return counts
 
 
+def tokens_saved(manifest: RunManifest) -> dict[str, int]:
+    """Per stage before response generation: the generated tokens its dropped rows did not cost (rows
+    dropped x the tokens generation spent per row in this run); empty when generation did not run."""
+    pref = stage_named("preferences")
+    entry = manifest["stages"].get(pref.name, {})
+    spent, rows = (entry.get("stats") or {}).get("generated_tokens"), entry.get("rows_in")
+    if not spent or not rows:
+        return {}
+    per_row = spent / rows
+    saved = {}
+    for stage in STAGES[: STAGES.index(pref)]:
+        e = manifest["stages"].get(stage.name, {})
+        if isinstance(e.get("rows_in"), int) and isinstance(e.get("rows_out"), int):
+            saved[stage.name] = round(max(0, e["rows_in"] - e["rows_out"]) * per_row)
+    return saved
+
+
 def _funnel(counts: dict[str, int]) -> str:
     labels = list(counts)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1))
@@ -288,16 +305,17 @@ def _page(
 ) -> str:
     where = run_dir or export_dir
     title = f"curate report: {manifest.get('run') or (where.name if where else '')}"
+    saved = tokens_saved(manifest)
     stage_rows = "".join(
         f"<tr><td>{_esc(stage.name)}</td><td>{_esc(e.get('status'))}</td><td>{_esc(e.get('rows_in'))}</td>"
-        f"<td>{_esc(e.get('rows_out'))}</td><td>{_fmt(e.get('seconds'))}</td></tr>"
+        f"<td>{_esc(e.get('rows_out'))}</td><td>{_fmt(e.get('seconds'))}</td>"
+        f"<td>{_esc(saved.get(stage.name, ''))}</td></tr>"
         for stage in STAGES
         if (e := manifest["stages"].get(stage.name))
     )
     stage_table = (
-        "<table><tr><th>stage</th><th>status</th><th>rows in</th><th>rows out</th><th>seconds</th></tr>"
-        + stage_rows
-        + "</table>"
+        "<table><tr><th>stage</th><th>status</th><th>rows in</th><th>rows out</th><th>seconds</th>"
+        "<th>generated tokens saved</th></tr>" + stage_rows + "</table>"
         if stage_rows
         else ""
     )

@@ -334,3 +334,33 @@ def test_cli_push_status_export(argilla_server, tmp_path: Path):
     assert hub.returncode == 1 and "HF_HUB_OFFLINE is set" in hub.stderr and not (tmp_path / "never").exists()
     missing = curate("export", "-d", "no-such-dataset", "-w", ws, "-o", str(tmp_path / "x"))
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+@pytest.mark.server
+def test_every_export_format_has_trl_columns_and_the_counts_add_up(pandalm_export):
+    """DPO pairs, SFT rows, KTO rows and binarised pairs from the same real votes: the columns and types
+    TRL's trainers read, and counts that agree (two KTO rows per pair, one SFT and one binarised row)."""
+    splits = load_from_disk(str(pandalm_export.out))
+    pairs, sft, kto, binarized = splits["train"], splits["sft"], splits["kto"], splits["binarized"]
+    assert len(pairs) > 0 and len(sft) == len(pairs) == len(binarized) and len(kto) == 2 * len(pairs)
+    assert pandalm_export.summary["splits"] == {name: len(split) for name, split in splits.items()}
+    # DPOTrainer: prompt / chosen / rejected
+    assert pairs.features["chosen"].dtype == "string" and pairs.features["prompt"].dtype == "string"
+    # KTOTrainer: prompt / completion / label (bool), each pair's chosen desirable and rejected not
+    assert kto.features["label"].dtype == "bool" and kto.features["completion"].dtype == "string"
+    by_pair = {}
+    for row in kto:
+        by_pair.setdefault(row["pair_id"], {})[row["label"]] = row["completion"]
+    chosen = dict(zip(pairs["id"], zip(pairs["chosen"], pairs["rejected"])))
+    assert {k: (v[True], v[False]) for k, v in by_pair.items()} == chosen
+    # UltraFeedback-binarized: chosen / rejected as chat messages ending in the response, float scores
+    first = binarized[0]
+    assert first["chosen"][-1] == {"role": "assistant", "content": chosen[first["prompt_id"]][0]}
+    assert first["rejected"][-1]["content"] == chosen[first["prompt_id"]][1]
+    assert binarized.features["score_chosen"].dtype == "float64"
+    assert set(binarized["rating_source"]) <= {"human", "judge", None}
+    for c, r, source in zip(
+        binarized["score_chosen"], binarized["score_rejected"], binarized["rating_source"]
+    ):
+        assert (source is None) == (c is None and r is None)  # PandaLM's votes carry no ratings: no scores
+        assert all(x is None or 1 <= x <= 5 for x in (c, r))

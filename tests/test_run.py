@@ -89,6 +89,12 @@ def test_run_end_to_end_then_skip_then_partial_redo(tmp_path: Path, argilla_serv
     stages = manifest["stages"]
     assert stages[_dir("instructions")]["rows_out"] > 3 >= stages[_dir("preferences")]["rows_in"] > 0
     assert len(read_rows(run_dir / _dir("select-instructions"), split="rejected")) > 0
+    # what generation cost per row, and what the stages before it saved by dropping rows
+    from curate.report import tokens_saved
+
+    assert stages[_dir("preferences")]["stats"]["generated_tokens"] > 0
+    assert tokens_saved(manifest)[_dir("select-instructions")] > 0
+    assert "generated tokens saved" in (run_dir / "report.html").read_text()
     selected = read_rows(run_dir / _dir("select"))
     assert 0 < len(selected) <= 2
     assert {"deita_score", "complexity", "dedup_cluster", "embedding", "generations"} <= set(

@@ -14,7 +14,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Features
 
 from curate.stages.export.decide import Decisions
-from curate.stages.export.formats import dpo, responses, sft
+from curate.stages.export.formats import binarized, dpo, kto, responses, sft
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ FORMATS: tuple[Format, ...] = (
     Format("train", "default", dpo.FEATURES, dpo.rows),
     Format("sft", "sft", sft.FEATURES, sft.rows),
     Format("responses", "responses", responses.FEATURES, responses.rows),
+    Format("kto", "kto", kto.FEATURES, kto.rows),
+    Format("binarized", "binarized", binarized.FEATURES, binarized.rows),
 )
 
 
