@@ -18,7 +18,6 @@ from datasets import Dataset, load_from_disk
 from review_helpers import owner, raw_records, server_config, unique
 
 from curate.stages.export.export import export
-from curate.stages.review.pull import record_fields
 from curate.stages.review.push import push
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
@@ -113,7 +112,7 @@ def test_ui_answer_lands_in_the_next_export(argilla_server, browser, tmp_path: P
     # Which record is on screen, and what did the judge suggest for it?
     records = {r["fields"]["prompt"][0]["content"]: r for r in raw_records(owner(info), name, ws)}
     prompt = next(p for p in records if page.get_by_text(p).count())
-    shown = {**records[prompt], "fields": record_fields(records[prompt])}  # the texts as pushed
+    shown = records[prompt]  # its fields are the texts as pushed (raw_records reads them back)
 
     # the response with markup shows its tags as text, exactly as it is exported; its HTML never runs
     literal = "<b>sky</b>" if prompt == ROWS[0]["instruction"] else "<b>no matter what</b>"
