@@ -198,6 +198,13 @@ def run_stages(
     )
     manifest.setdefault("created", _now())
     force_names = {stage_named(f).name for f in force}
+    push_stage = stage_named("push")
+    stops_before_push = until is not None and STAGES.index(stage_named(until)) < STAGES.index(push_stage)
+    if cfg.argilla.api_url is not None and not stops_before_push:
+        # a remote Argilla that will refuse the push is found now, not after hours of generation
+        from curate.stages.review.client import WRITER_ROLES, connect
+
+        connect(cfg, timeout=30, roles=WRITER_ROLES)
     previous: Stage | None = None
     previous_id: str | None = None
     for stage in STAGES:

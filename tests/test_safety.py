@@ -549,3 +549,23 @@ def test_embedded_server_is_private_and_restarts_after_a_crash(tmp_path: Path):
         assert launcher.status(data_dir).running
     finally:
         launcher.stop(data_dir)
+
+
+def test_curate_run_checks_a_remote_argilla_before_generating(tmp_path: Path) -> None:
+    """An unreachable ARGILLA_API_URL fails `curate run` in seconds, before the first stage runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGILLA_", "CURATE_"))}
+    env |= {
+        "ARGILLA_API_URL": "http://127.0.0.1:9",
+        "ARGILLA_API_KEY": "x",
+        "CURATE_RUN__RUNS_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "curate", "run", "--no-report"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1 and "error:" in done.stderr and "127.0.0.1:9" in done.stderr
+    manifest = tmp_path / "default" / "manifest.json"
+    assert not manifest.exists() or json.loads(manifest.read_text())["stages"] == {}  # no stage started
