@@ -48,7 +48,16 @@ METADATA: dict[str, tuple[str, str, bool]] = {
     "judge_confidence": ("terms", "Judge confidence level", True),
     "calibration_sample": ("terms", "In the calibration sample (yes/no)", False),
 }
-ALWAYS_METADATA = ("a_index", "b_index", "source_id", "text_format")
+# review_priority, judge_confidence and calibration_sample: every push plans every record (calibration.py)
+ALWAYS_METADATA = (
+    "a_index",
+    "b_index",
+    "source_id",
+    "text_format",
+    "review_priority",
+    "judge_confidence",
+    "calibration_sample",
+)
 
 # Argilla 2.8's UI puts a field's text into the page as HTML (innerHTML, or a sandboxed frame when it
 # looks like HTML) when `use_markdown` is off, and through a sanitising markdown renderer when it is
