@@ -75,9 +75,12 @@ def _stage_command(
     `headline` may name {n} (rows kept), {output} and any split ({removed}, {rejected}) as a count."""
     from curate.io import check_output, read_rows, write_stage
 
+    if (
+        output is not None
+    ):  # before the work (and before its log file): never minutes of embedding, then a refusal
+        _run_stage(lambda: check_output(output))
+
     def go() -> StageResult:
-        if output is not None:
-            check_output(output)  # before the work: never minutes of embedding, then a refusal
         ds = read_rows(input) if input is not None or required else None
         result = fn(cfg, ds, source=input)
         if output is not None:

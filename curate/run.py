@@ -198,9 +198,11 @@ def run_stages(
     )
     manifest.setdefault("created", _now())
     force_names = {stage_named(f).name for f in force}
-    push_stage = stage_named("push")
-    stops_before_push = until is not None and STAGES.index(stage_named(until)) < STAGES.index(push_stage)
-    if cfg.argilla.api_url is not None and not stops_before_push:
+    push_at = next((i for i, s in enumerate(STAGES) if s.short == "push"), None)
+    stops_before_push = (
+        until is not None and push_at is not None and STAGES.index(stage_named(until)) < push_at
+    )
+    if cfg.argilla.api_url is not None and push_at is not None and not stops_before_push:
         # a remote Argilla that will refuse the push is found now, not after hours of generation
         from curate.stages.review.client import WRITER_ROLES, connect
 

@@ -170,7 +170,7 @@ def test_card_shows_the_numbers():
 def test_every_format_is_one_split_with_its_features_and_the_same_pairs():
     d = decide_records(RECORDS, cfg(include_unreviewed=True))
     splits = build(d)
-    assert list(splits) == [f.split for f in FORMATS] == ["train", "sft", "responses"]
+    assert list(splits) == [f.split for f in FORMATS] == ["train", "sft", "responses", "kto", "binarized"]
     for f in FORMATS:
         assert splits[f.split].features == f.features
     pairs, rows = splits["train"], splits["sft"]
@@ -203,6 +203,8 @@ def test_card_has_one_config_per_format():
         ("default", "parquet/train.parquet"),
         ("sft", "parquet/sft.parquet"),
         ("responses", "parquet/responses.parquet"),
+        ("kto", "parquet/kto.parquet"),
+        ("binarized", "parquet/binarized.parquet"),
     ]
 
 

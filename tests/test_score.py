@@ -244,7 +244,7 @@ def test_quality_head_fit_weighs_pairs_as_if_repeated_or_left_out():
     from curate.scoring.head import fit
 
     rng = np.random.default_rng(0)
-    better, worse = [*rng.normal(size=(60, 3)), 0.5, 0.0, -0.3], rng.normal(size=(60, 3))
+    better, worse = rng.normal(size=(60, 3)) + np.array([0.5, 0.0, -0.3]), rng.normal(size=(60, 3))
     plain = fit(better, worse)
     left_out = fit(better, worse, weight=np.r_[np.ones(40), np.zeros(20)])
     assert np.allclose(left_out, fit(better[:40], worse[:40]), atol=1e-4)
