@@ -115,7 +115,9 @@ def sdk_log(client, cfg, ds: Dataset, workspace: str) -> float:
         client=client,
     ).create()
     names = {m.name for m in dataset.settings.metadata}
-    records = [to_record(p, dataset, names, True) for p in pairs]  # built outside the timer: baseline favoured
+    records = [
+        to_record(p, dataset, names, True) for p in pairs
+    ]  # built outside the timer: baseline favoured
     start = time.perf_counter()
     dataset.records.log(records)
     return time.perf_counter() - start

@@ -225,7 +225,9 @@ def main() -> None:
     )
     ap.add_argument("--parity", choices=["all", "odd", "even"], default="all", help="Keep these idx only.")
     ap.add_argument(
-        "--reference", action="store_true", help="Measure the length-prior reference statistics on other data and exit."
+        "--reference",
+        action="store_true",
+        help="Measure the length-prior reference statistics on other data and exit.",
     )
     ap.add_argument("--weights", type=float, nargs="*", default=[0.5], help="Length-prior weights to report.")
     ap.add_argument(

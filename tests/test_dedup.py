@@ -79,7 +79,12 @@ def test_missing_text_column_is_a_clear_error():
     with pytest.raises(InputError, match="field 'text': missing column"):
         dedup(Dataset.from_list([{"prompt": "Say hi."}]), DedupConfig(column="text"), EMB)
     with pytest.raises(InputError, match=r"in\.jsonl:2: field 'prompt': empty or missing text"):
-        dedup(Dataset.from_list([{"prompt": "Say hi."}, {"prompt": None}]), DedupConfig(), EMB, source="in.jsonl")
+        dedup(
+            Dataset.from_list([{"prompt": "Say hi."}, {"prompt": None}]),
+            DedupConfig(),
+            EMB,
+            source="in.jsonl",
+        )
 
 
 def test_keep_rule_deita_without_scores_fails_clearly():
