@@ -153,6 +153,12 @@ def build_llm(cfg: LLMConfig, **fields: Any) -> LLM:
         from curate.llms import HostedInferenceEndpointsLLM
 
         key = _api_key(cfg, "HF_TOKEN")
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+            raise ModelNotFoundError(
+                "llm: provider inference-endpoints: huggingface_hub refuses every request while HF_HUB_OFFLINE "
+                "is set, a local TGI server's too (curate sets HF_HUB_OFFLINE=1 unless it is set already): run "
+                "with HF_HUB_OFFLINE=0 to reach the endpoint"
+            )
         if cfg.base_url is None and cfg.model is None:
             raise ModelNotFoundError(
                 "llm: provider inference-endpoints needs `model` (a Hub model id) or `base_url` (an endpoint URL)"

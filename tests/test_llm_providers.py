@@ -252,8 +252,10 @@ def test_generation_parameters_bind_on_every_provider_without_a_request(monkeypa
     """The issue's traceback: distilabel's async LLMs take the sampling settings on `agenerate`
     (their `generate` has only **kwargs); each provider gets them bound, and the request settings."""
     from curate.llms import ChatTransformersLLM, HostedInferenceEndpointsLLM, HostedOpenAILLM
+    from curate.models import ModelNotFoundError
     from pipelines.llm import task_llm
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("OAI_KEY", SECRET)
     monkeypatch.setenv("HF_TOKEN", "hf-test-token")
     issue = LLMConfig(
@@ -284,7 +286,11 @@ def test_generation_parameters_bind_on_every_provider_without_a_request(monkeypa
         and openai.api_key.get_secret_value() == "sk-openai-test"
     )
     assert (openai.max_retries, openai.timeout, openai.concurrency) == (3, 30, 16)
-    # Inference Endpoints: by model id (the Hub's serverless API) or by an endpoint's URL
+    # Inference Endpoints: by model id (the Hub's serverless API) or by an endpoint's URL; huggingface_hub
+    # refuses every request in offline mode (curate's default), so that fails first, saying so
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE=0"):
+        task_llm(LLMConfig(provider="inference-endpoints", model="meta-llama/Llama-3.1-8B-Instruct"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     hub = task_llm(LLMConfig(provider="inference-endpoints", model="meta-llama/Llama-3.1-8B-Instruct"))
     assert isinstance(hub, HostedInferenceEndpointsLLM) and hub.model_id == "meta-llama/Llama-3.1-8B-Instruct"
     assert hub.generation_kwargs == ISSUE_PARAMS | {"max_new_tokens": 256}
@@ -497,6 +503,7 @@ def test_inference_endpoints_provider_retries_and_generates(llama_server, tmp_pa
     from pipelines.instructions import generate_instructions
 
     monkeypatch.setenv("HF_TOKEN", SECRET)  # TGI-style servers take the token as a bearer key
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # else huggingface_hub refuses the request (see build_llm)
     with FaultProxy(llama_server, {1: "503", 2: "429"}) as proxy:
         llm = {
             "provider": "inference-endpoints",
@@ -524,7 +531,7 @@ def test_embedded_generators_with_an_openai_compatible_judge(llama_server, tmp_p
         {"max_new_tokens": 32, "n_ctx": 1024},
         generate={"preferences": {"judge": _openai_llm(llama_server, max_new_tokens=48)}},
     )
-    ds, stats = generate_preferences(cfg, _instructions()[:1])
+    ds, stats = generate_preferences(cfg, _instructions().select([0]))
     assert stats["kept"] == len(ds) == 1, stats
     (row,) = ds
     assert row["generation_models"] == ["SmolLM2-135M-Instruct (GGUF, embedded)"] * 2
@@ -544,7 +551,7 @@ def test_transformers_instruction_methods(tmp_path: Path, method: str):
     instructions = {"method": method, "num_instructions": 2, "magpie_pre_query_template": "chatml"}
     cfg = _config(tmp_path, _transformers_llm(), generate={"instructions": instructions})
     ds, stats = generate_instructions(
-        cfg, _instructions()[:1] if method == "evol-instruct" else None, source="x"
+        cfg, _instructions().select([0]) if method == "evol-instruct" else None, source="x"
     )
     _check_instructions(ds, stats, method, f"{_embedded_gguf().name} (transformers)")
     assert "llm_requests" not in stats  # nothing over HTTP
@@ -559,7 +566,7 @@ def test_transformers_preferences_with_the_judge_and_scoring(tmp_path: Path):
     from pipelines.preferences import generate_preferences
 
     cfg = _config(tmp_path, _transformers_llm(max_new_tokens=32), score={"llm": _transformers_llm()})
-    ds, stats = generate_preferences(cfg, _instructions()[:1])
+    ds, stats = generate_preferences(cfg, _instructions().select([0]))
     assert stats["kept"] == len(ds) == 1, stats
     (row,) = ds
     assert row["judge_model"] == f"{_embedded_gguf().name} (transformers)" and row["judge_raw"]
