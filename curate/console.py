@@ -69,29 +69,53 @@ def _is_own(filename: str) -> bool:
     return str(Path(filename).resolve()).startswith(_OWN_CODE)
 
 
+class _LogFile(logging.FileHandler):
+    """The log file, made (with its folder) at its first record, so that a command refused before
+    anything was logged leaves none; each process's part starts with a line naming the command. A file
+    that cannot be written is said once on the console, and its records are dropped."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
+                datefmt="%Y-%m-%d %H:%M:%S",
+            )
+        )
+        self.failed = False
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        stream = super()._open()
+        stream.write(f"--- curate {' '.join(sys.argv[1:])} (pid {os.getpid()})\n")
+        return stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+        except OSError as exc:
+            self.failed = True
+            console.print(f"[yellow]warning:[/] no log file ({exc}): log lines are dropped", highlight=False)
+            return
+        super().emit(record)
+
+    @property
+    def opened(self) -> bool:
+        return self.stream is not None
+
+
 @contextlib.contextmanager
-def log_to_file(path: Path | str) -> Iterator[Path | None]:
+def log_to_file(path: Path | str) -> Iterator[Path]:
     """Send every log record (INFO and up, any library) and other packages' warnings to `path`
     (appended), instead of the console. The console keeps curate's own output and warnings, and log
-    records at ERROR and up also reach it. An exception leaving the block is logged there too, with
-    its traceback. Processes forked inside the block inherit it; a spawned one must enter it again
-    (with `log_file()`). Where the file cannot be opened, nothing is redirected (yields None)."""
+    records at ERROR and up also reach it. An exception leaving the block after something was logged
+    is logged there too, with its traceback. Processes forked inside the block inherit it; a spawned
+    one must enter it again (with `log_file()`)."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.FileHandler(path, encoding="utf-8")
-    except OSError as exc:  # the command's own checks say what is wrong with the place; it may not write
-        console.print(
-            f"[yellow]warning:[/] no log file ({exc}): log lines stay on the console", highlight=False
-        )
-        yield None
-        return
-    to_file.setFormatter(
-        logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(processName)s[%(process)d] %(name)s: %(message)s",
-            datefmt="%Y-%m-%d %H:%M:%S",
-        )
-    )
+    to_file = _LogFile(path)
     errors = RichHandler(console=console, level=logging.ERROR, show_time=False, show_path=False)
     root = logging.getLogger()
     saved = list(root.handlers), root.level, warnings.showwarning
@@ -108,11 +132,11 @@ def log_to_file(path: Path | str) -> Iterator[Path | None]:
     root.setLevel(logging.INFO)
     warnings.showwarning = route_warning
     _active.append((path, [to_file, errors]))
-    logging.getLogger("curate").info("log opened by %s", " ".join(["curate", *sys.argv[1:]]))
     try:
         yield path
     except BaseException as exc:
-        if getattr(exc, "exit_code", getattr(exc, "code", 1)) not in (0, None):  # not a clean exit
+        clean_exit = getattr(exc, "exit_code", getattr(exc, "code", 1)) in (0, None)
+        if to_file.opened and not clean_exit:
             record = logging.LogRecord(
                 "curate",
                 logging.ERROR,

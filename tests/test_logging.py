@@ -59,22 +59,30 @@ def test_log_to_file_routes_records_and_warnings_and_restores(tmp_path: Path, ca
     assert "curate's own warning" not in text
 
 
-def test_log_to_file_appends_records_an_error_and_falls_back(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "x.log"
+def test_log_to_file_appends_records_an_error_and_is_made_only_when_used(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "logs" / "x.log"
     with pytest.raises(ValueError, match="bad row"), log_to_file(path):
+        logging.getLogger("somelib").info("first run")
         raise ValueError("bad row")
     with log_to_file(path):
         logging.getLogger("somelib").info("second run")
     text = path.read_text()
     assert "curate: stopped by ValueError('bad row')" in text and "Traceback" in text
     assert text.index("bad row") < text.index("second run")  # appended, not replaced
+    assert text.count("--- curate ") == 2  # each run's part starts with the command
     assert "bad row" not in capsys.readouterr().err  # the console shows an error its own way
+
+    # A command refused before anything was logged (a bad output path) leaves no log and no folder.
+    with pytest.raises(ValueError), log_to_file(tmp_path / "new" / "y.log"):
+        raise ValueError("refused")
+    assert not (tmp_path / "new").exists()
 
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    with log_to_file(blocked / "x.log") as opened:  # its parent is a file: no log, nothing redirected
-        assert opened is None and log_file() is None
-    assert "no log file" in capsys.readouterr().err
+    with log_to_file(blocked / "x.log"):  # its folder would be a file: said once, records dropped
+        logging.getLogger("somelib").info("one")
+        logging.getLogger("somelib").info("two")
+    assert capsys.readouterr().err.count("no log file") == 1
 
 
 def test_a_stage_commands_log_is_beside_its_output() -> None:
