@@ -13,7 +13,7 @@ from datasets import Dataset
 from distilabel.steps import StepInput, step
 
 from curate.io import load_stats, read_rows
-from curate.rows import stable_id
+from curate.rows import row_id, stable_id
 from pipelines.filters import (
     RougeNovelty,
     clean_instruction,
@@ -384,7 +384,7 @@ def test_preferences(tiny_config, evol_quality: bool):
     temperatures = [0.3, 1.0]
     for row in ds:
         assert row["instruction_id"] in {"i1", "i2"} and row["method"] == "prompt"
-        assert row["id"] == stable_id(row["instruction"], row["generations"])
+        assert row["id"] == row_id(row["instruction"], row["generations"])  # the one recipe (curate.rows)
         assert len(row["generations"]) == 2 and len(set(row["generations"])) == 2
         assert all(g.strip() for g in row["generations"])
         assert row["generation_models"] == ["SmolLM2-135M-Instruct (GGUF, embedded)"] * 2
