@@ -278,8 +278,9 @@ def score(
     }
     if method == "logits":
         if score_complexity or llm_responses is not None:
+            # the quality prompts need the instructions too: _logit_scores skips complexity by itself
             c_llm, q_llm, run_stats = _logit_scores(
-                instructions if score_complexity else [], llm_responses, sc, c_cfg, q_cfg, score_complexity
+                instructions, llm_responses, sc, c_cfg, q_cfg, score_complexity
             )
             stats.update(run_stats)
         else:  # quality from the head, complexity kept: no LLM runs at all
