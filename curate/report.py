@@ -4,7 +4,8 @@ Plots are drawn with matplotlib and embedded as base64 PNG, so the file opens of
 mailed around. Sections appear as their data exists: for a run directory the funnel of rows per
 stage (from the run manifest), judge ratings, dedup clusters and the score histograms with the
 selection cut; for an export directory (its `summary.json`) agreement per question, the
-judge-vs-human confusion matrix and position bias. Every input is read through its type in
+judge-vs-human confusion matrix and position bias, and (its `calibration.json`) the judge's reliability
+per confidence level. Every input is read through its type in
 `curate.schemas`; each plot's `alt` names its chart.
 """
 
@@ -28,6 +29,7 @@ from curate.io import read_splits
 from curate.run import STAGES, load_manifest, stage_named
 from curate.schemas import (
     AgreementSummary,
+    CalibrationReport,
     ExportSummary,
     JudgeAgreement,
     PositionBias,
@@ -35,7 +37,8 @@ from curate.schemas import (
     SelectStats,
     read_json,
 )
-from curate.stages.export.export import SUMMARY
+from curate.stages.export.export import CALIBRATION, SUMMARY
+from curate.stages.review.confidence import LEVELS
 
 REPORT_NAME = "report.html"
 HISTOGRAM_COLUMNS = ("complexity", "quality", "deita_score")
@@ -233,6 +236,50 @@ def _position_bias(bias: PositionBias) -> str:
     return _png(fig, "position bias")
 
 
+def _reliability(calibration: CalibrationReport) -> str:
+    """The reliability diagram: per confidence level (most confident first), the estimated agreement of
+    the judge with the human decision, its interval and votes, against the auto-accept target."""
+    levels = [lv for lv in LEVELS if lv in calibration["levels"]] + sorted(
+        lv for lv in calibration["levels"] if lv not in LEVELS
+    )
+    stats = [calibration["levels"][lv] for lv in levels]
+    target = calibration.get("target")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = list(range(len(levels)))
+    ys = [s["agreement"] for s in stats]
+    below = [s["agreement"] - s["low"] for s in stats]
+    above = [s["high"] - s["agreement"] for s in stats]
+    ax.errorbar(
+        xs, ys, yerr=[below, above], fmt="o", color="#4c72b0", capsize=4, label="agreement, 90% interval"
+    )
+    for x, s in zip(xs, stats, strict=True):
+        ax.annotate(f"n={s['votes']}", (x, s["high"]), textcoords="offset points", xytext=(0, 4), ha="center")
+    if isinstance(target, (int, float)) and 0 < target <= 1:
+        ax.axhline(target, color="#c44e52", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_xticks(xs, levels)
+    ax.set_xlim(-0.5, max(0.5, len(levels) - 0.5))
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel("judge confidence level (most confident first)")
+    ax.set_ylabel("agreement with humans")
+    ax.set_title("Judge reliability per confidence level")
+    ax.legend(loc="lower left", fontsize="small")
+    rows = "".join(
+        f"<tr><td>{_esc(lv)}</td><td>{s['votes']}</td><td>{s['agree']}</td><td>{s['agreement']:.3f}</td>"
+        f"<td>{s['low']:.3f} - {s['high']:.3f}</td>"
+        f"<td>{'n/a' if s['votes_needed'] is None else s['votes_needed']}</td></tr>"
+        for lv, s in zip(levels, stats, strict=True)
+    )
+    return (
+        _png(fig, "reliability diagram")
+        + "<table><tr><th>level</th><th>votes</th><th>judge agreed</th><th>agreement</th>"
+        f"<th>{_esc(calibration['interval'])}</th><th>votes needed for {_fmt(target)}</th></tr>"
+        + rows
+        + "</table>"
+        + f"<p>From {calibration['sample_decided']} decided of {calibration['sample_records']} records in "
+        f"the calibration sample: {_esc(calibration['estimate_from'])}.</p>"
+    )
+
+
 def _review(summary: ExportSummary) -> str:
     agreement = summary["agreement"]
     acc = summary["accounting"]["records"]
@@ -297,6 +344,11 @@ def build_report(run_dir: Path | None = None, export_dir: Path | None = None) ->
         sections += _run_sections(run_dir)
     if summary is not None:
         sections.append(("Human review", _review(summary)))
+    calibration = summary.get("calibration") if summary is not None else None
+    if export_dir is not None and (export_dir / CALIBRATION).exists():
+        calibration = read_json(export_dir / CALIBRATION, CalibrationReport)
+    if calibration is not None and calibration["levels"]:
+        sections.append(("Judge calibration", _reliability(calibration)))
     return _page(manifest, sections, run_dir, export_dir)
 
 

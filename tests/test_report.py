@@ -14,15 +14,28 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from curate.io import InputError, load_stats
+from curate.config import Config
+from curate.io import InputError, load_stats, write_json
 from curate.report import build_report, funnel_counts, selection_cut, write_report
 from curate.run import STAGES, load_manifest, save_manifest, stage_named
-from curate.schemas import ExportSummary, read_json
+from curate.schemas import CalibrationReport, ExportSummary, read_json
+from curate.stages.export.export import CALIBRATION
+from curate.stages.review import settings as st
+from curate.stages.review.calibration import apply_plan, calibration_report
+from curate.stages.review.confidence import LEVELS
+from curate.stages.review.pairs import judge_label, record_metadata, shown, to_pairs
 
 CHROMIUM = "/usr/bin/chromium"
 RUN_CHARTS = ("funnel", "judge ratings", "dedup cluster sizes", "score histograms")
 JUDGE = "gpt-3.5-turbo"  # the judge of the PandaLM replay
-EXPORT_CHARTS = ("funnel", "agreement per question", f"confusion matrix {JUDGE}", "position bias")
+EXPORT_CHARTS = (
+    "funnel",
+    "agreement per question",
+    f"confusion matrix {JUDGE}",
+    "position bias",
+    "reliability diagram",
+)
+CODE = {"1": "1", "2": "2", "0": "0"}
 
 
 def charts(page: str) -> dict[str, Image.Image]:
@@ -103,6 +116,75 @@ def test_export_report_draws_agreement_confusion_and_position_bias(pandalm_expor
 def test_run_and_export_report_has_every_chart(real_run: Path, pandalm_export) -> None:
     drawn = charts(build_report(real_run, pandalm_export.out))
     assert set(RUN_CHARTS) | set(EXPORT_CHARTS) <= set(drawn), sorted(drawn)
+
+
+def _pandalm_calibration(shared_data: Path, n: int, size: int) -> CalibrationReport:
+    """calibration.json's report by curate's own code (`calibration_report`) from PandaLM's first `n`
+    pairs with gpt-3.5 and PandaLM-7B as the two judges, planned as push plans them, every record voted
+    on by its three real annotators, as pull returns the records."""
+    d = shared_data / "preference" / "pandalm"
+    items = json.loads((d / "testset-v1.json").read_text())[:n]
+    gpt = {
+        r["idx"]: str(r["gpt_result"]) for r in json.loads((d / "gpt-3.5-turbo-testset-v1.json").read_text())
+    }
+    pl = {
+        r["idx"]: str(r["pandalm_result"]) for r in json.loads((d / "pandalm-7b-testset-v1.json").read_text())
+    }
+    rows = [
+        {
+            "instruction": it["instruction"],
+            "input": it["input"],
+            "response_a": it["response1"],
+            "response_b": it["response2"],
+            "judge_preference": CODE.get(gpt[it["idx"]]),
+            "judge_preference_2": CODE.get(pl[it["idx"]]),
+        }
+        for it in items
+    ]
+    pairs, _ = to_pairs(rows, seed=0)
+    apply_plan(pairs, size, seed=0)
+    records = []
+    for p in pairs:
+        a, _b = shown(p)
+        it = items[p["row"] - 1]
+        labels = {0: "tie", 1: "A" if a == 0 else "B", 2: "B" if a == 0 else "A"}
+        records.append(
+            {
+                "id": p["id"],
+                "messages": p["messages"],
+                "metadata": record_metadata(p),
+                "suggestions": {st.PREFERENCE: {"value": judge_label(p), "score": None, "agent": "j"}},
+                "responses": [
+                    {"user": f"u{k}", "status": "submitted", "preference": labels[it[f"annotator{k}"]]}
+                    for k in (1, 2, 3)
+                ],
+            }
+        )
+    return calibration_report(records, Config().export, "pandalm", 0.75)
+
+
+def test_reliability_diagram_from_calibration_json(shared_data: Path, tmp_path: Path) -> None:
+    write_json(tmp_path / CALIBRATION, _pandalm_calibration(shared_data, n=300, size=120))
+    calibration = read_json(tmp_path / CALIBRATION, CalibrationReport)
+    levels = calibration["levels"]
+    assert len(levels) >= 3 and sum(s["votes"] for s in levels.values()) == calibration["sample_decided"] > 0
+    page = build_report(export_dir=tmp_path)  # an export directory with calibration.json (no summary)
+    drawn = charts(page)
+    assert set(drawn) == {"reliability diagram"}
+    assert drawn["reliability diagram"].width > 300 and drawn["reliability diagram"].height > 200
+    assert "<h2>Judge calibration</h2>" in page and "votes needed for 0.750" in page
+    # one row per level, most confident first, with the file's figures
+    table = re.findall(
+        r"<tr><td>(\w+)</td><td>(\d+)</td><td>(\d+)</td><td>([\d.]+)</td><td>([\d.]+) - ([\d.]+)</td>", page
+    )
+    assert [t[0] for t in table] == sorted(levels, key=LEVELS.index)
+    for level, votes, agree, agreement, low, high in table:
+        s = levels[level]
+        assert (int(votes), int(agree)) == (s["votes"], s["agree"])
+        assert (float(agreement), float(low), float(high)) == pytest.approx(
+            (s["agreement"], s["low"], s["high"]), abs=5e-4
+        )
+    assert f"From {calibration['sample_decided']} decided of {calibration['sample_records']} records" in page
 
 
 def test_report_of_an_empty_run_dir_says_so(tmp_path: Path) -> None:
