@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, Features, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
+
+from curate.rows import MessageError, conversation_row, conversation_rows
 
 if TYPE_CHECKING:
     from curate.stages import StageResult
@@ -106,11 +108,11 @@ def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str]
     if path.is_dir():
         ds = _read_saved(path, split)
     elif path.suffix == ".jsonl":
-        ds = _from_rows(path, _read_jsonl(path))
+        ds = _from_rows(path, _conversations(path, _read_jsonl(path)))
     elif path.suffix == ".json":
-        ds = _from_rows(path, _read_json(path))
+        ds = _from_rows(path, _conversations(path, _read_json(path)))
     elif path.suffix == ".csv":
-        ds = _from_rows(path, _read_csv(path))
+        ds = _from_rows(path, _conversations(path, _read_csv(path)))
     elif path.suffix == ".parquet":
         try:
             ds = Dataset.from_parquet(str(path))
@@ -122,8 +124,42 @@ def read_rows(path: Path | str, split: str = MAIN_SPLIT, required: Sequence[str]
         )
     if len(ds) == 0:
         raise InputError(path, "the input has no rows")
+    if path.suffix == ".parquet" or path.is_dir():
+        ds = _chat_dataset(path, ds)
     require_columns(ds, required, path)
     return ds
+
+
+CHAT_COLUMNS = ("prompt", "messages", "chosen", "rejected", "history")
+
+
+def _jsonl_lines(path: Path) -> list[int]:
+    """The line number of each row of a jsonl file (blank lines hold none)."""
+    with path.open("rb") as fh:
+        return [n for n, raw in enumerate(fh, start=1) if raw.strip()]
+
+
+def _conversations(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows.conversation_rows`: chat prompts checked, TRL pairs and Alpaca `history` read; a malformed
+    conversation fails naming the file, the line (jsonl) or row, and the field (after the rows' types,
+    when one table cannot hold them)."""
+    try:
+        return conversation_rows(rows)
+    except MessageError as exc:
+        _from_rows(path, rows)
+        line = exc.row
+        if line is not None and path.suffix == ".jsonl":
+            line = _jsonl_lines(path)[line - 1]
+        raise InputError(path, str(exc), line, exc.field) from None
+
+
+def _chat_dataset(path: Path, ds: Dataset) -> Dataset:
+    """`_conversations` for a parquet file or saved dataset that holds chat messages (others as they are)."""
+    listed = [c for c in CHAT_COLUMNS if c in ds.column_names and not isinstance(ds.features[c], Value)]
+    if not listed and not {"chosen", "rejected"} <= set(ds.column_names):
+        return ds
+    rows = _conversations(path, ds.to_list())
+    return ds if rows == ds.to_list() else _from_rows(path, rows)
 
 
 def read_records(path: Path | str, split: str = MAIN_SPLIT) -> list[dict[str, Any]] | Dataset:
@@ -137,7 +173,16 @@ def read_records(path: Path | str, split: str = MAIN_SPLIT) -> list[dict[str, An
     rows = readers[path.suffix](path)
     if not rows:
         raise InputError(path, "the input has no rows")
-    return rows
+    return [_as_conversation(row) for row in rows]
+
+
+def _as_conversation(row: dict[str, Any]) -> dict[str, Any]:
+    """`rows.conversation_row` of a row (its prompt left to the stage that reads it, which sets a bad
+    row aside with its field and reason), or the row as it is when its pair is malformed."""
+    try:
+        return conversation_row(row, check=False)
+    except MessageError:
+        return row
 
 
 def _from_rows(path: Path, rows: list[dict[str, Any]]) -> Dataset:

@@ -45,6 +45,152 @@ def messages_text(messages: Messages) -> str:
     return INPUT_SEPARATOR.join(f"{m['role']}: {m['content']}" for m in messages)
 
 
+ROLES = ("system", "user", "assistant")
+EARLIER = "Earlier in the conversation (newest first):"
+
+
+class MessageError(ValueError):
+    """Chat messages that are not a conversation curate can review: `field` names the bad part."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.row: int | None = None
+        super().__init__(reason)
+
+
+def check_messages(value: Any, field: str) -> Messages:
+    """A prompt's chat messages as {role, content}: roles among `ROLES` (system only first), text in
+    every turn, and a user turn last (the responses answer it); else a `MessageError` naming the field."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise MessageError(field, "not a list of chat messages ({role, content} objects)")
+    out: Messages = []
+    for i, m in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(m, Mapping):
+            raise MessageError(where, "chat message not an object with role and content")
+        role, content = m.get("role"), m.get("content")
+        if role is None:
+            raise MessageError(f"{where}.role", "chat message without a role")
+        if role not in ROLES:
+            raise MessageError(f"{where}.role", f"unknown role {role!r} (use {', '.join(ROLES)})")
+        if role == "system" and i > 0:
+            raise MessageError(f"{where}.role", "a system message is allowed only as the first message")
+        if not isinstance(content, str) or not content.strip():
+            raise MessageError(f"{where}.content", "chat message without text")
+        out.append({"role": role, "content": content})
+    if out[-1]["role"] != "user":
+        raise MessageError(
+            f"{field}[{len(out) - 1}].role",
+            f"the conversation ends with a{'n' if out[-1]['role'] == 'assistant' else ''} "
+            f"{out[-1]['role']} turn: it must end with the user turn that the responses answer",
+        )
+    return out
+
+
+def _completion(value: Any, field: str) -> str:
+    """A TRL completion: a text, or a list of exactly one assistant message."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, (list, tuple)) or len(value) != 1 or not isinstance(value[0], Mapping):
+        raise MessageError(field, "not a text or a list of one assistant message")
+    if value[0].get("role") != "assistant":
+        raise MessageError(
+            f"{field}[0].role", f"the response's role is {value[0].get('role')!r}, not assistant"
+        )
+    content = value[0].get("content")
+    if not isinstance(content, str):
+        raise MessageError(f"{field}[0].content", "chat message without text")
+    return content
+
+
+def _split_implicit(chosen: Any, rejected: Any) -> tuple[Messages, str, str]:
+    """TRL's implicit-prompt pair (two whole conversations): their shared turns and each last turn."""
+    for field, conv in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(conv, (list, tuple)) or len(conv) < 2:
+            raise MessageError(field, "without a prompt column: a whole conversation ending in the response")
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    for field, conv in (("chosen", chosen), ("rejected", rejected)):
+        if len(conv) != n + 1:
+            raise MessageError(
+                field, f"differs from the other conversation before its last turn (at turn {n})"
+            )
+    prompt = check_messages(list(chosen[:n]), "chosen")
+    return (
+        prompt,
+        _completion(list(chosen[n:]), f"chosen[{n}:]"),
+        _completion(list(rejected[n:]), f"rejected[{n}:]"),
+    )
+
+
+def conversation_row(row: Mapping[str, Any], check: bool = True) -> dict[str, Any]:
+    """A row as curate reads it: a chat prompt checked (`check_messages`), and a TRL preference pair
+    (`chosen` / `rejected` as texts or one assistant message each, with `prompt`; or, without `prompt`,
+    two whole conversations) as `prompt` + `response_a` (the chosen) / `response_b` and
+    `judge_preference: a` (a given one is kept). A `MessageError` names the bad field. `check=False`
+    leaves the prompt's messages to the caller (push checks each row and sets the bad ones aside)."""
+    out = dict(row)
+    history = out.get("history")
+    if isinstance(history, (list, tuple)) and history and isinstance(out.get("instruction"), str):
+        out["prompt"] = _from_history(history, join_input(out.pop("instruction"), out.pop("input", None)))
+        del out["history"]
+    column = next((c for c in PROMPT_COLUMNS if out.get(c) is not None), None)
+    if check and isinstance(out.get(column), (list, tuple)):
+        out[column] = check_messages(out[column], column)
+    pair = out.get("chosen") is not None and out.get("rejected") is not None
+    if pair and all(out.get(c) is None for c in ("response_a", "response_b", "generations")):
+        chosen, rejected = out.pop("chosen"), out.pop("rejected")
+        if column is None:
+            out["prompt"], out["response_a"], out["response_b"] = _split_implicit(chosen, rejected)
+        else:
+            out["response_a"], out["response_b"] = (
+                _completion(chosen, "chosen"),
+                _completion(rejected, "rejected"),
+            )
+        if out.get("judge_preference") is None:
+            out["judge_preference"] = "a"
+    return out
+
+
+def _from_history(history: Sequence[Any], last: str) -> Messages:
+    """An Alpaca row's `history` ([user, assistant] pairs, LLaMA-Factory's format) and its instruction
+    as chat messages."""
+    turns: Messages = []
+    for i, turn in enumerate(history):
+        if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
+            raise MessageError(f"history[{i}]", "not a [user, assistant] pair of texts")
+        turns += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    return [*turns, {"role": "user", "content": last}]
+
+
+def conversation_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`conversation_row` of every row; when some rows are chats and others texts, every prompt becomes
+    chat messages under `prompt` (a text as one user turn: the same text and id), so that one column
+    holds every row's prompt. A `MessageError` gets `.row`, the 1-based row number."""
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            out.append(conversation_row(row))
+        except MessageError as exc:
+            exc.row = i + 1
+            raise
+    kinds = {type(prompt_of(r)) for r in out if prompt_of(r) is not None}
+    if kinds == {str, list}:
+        for r in out:
+            prompt = prompt_of(r)
+            for column in (*PROMPT_COLUMNS, "input"):
+                r.pop(column, None)
+            if prompt is not None:
+                r["prompt"] = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return out
+
+
+def is_multi_turn(prompt: str | Messages | None) -> bool:
+    """Whether a prompt is a conversation of more than one turn (a system message counts as none)."""
+    return isinstance(prompt, list) and sum(m["role"] != "system" for m in prompt) > 1
+
+
 def prompt_of(row: Mapping[str, Any]) -> str | Messages | None:
     """A row's prompt: its text (instruction + input), or its chat messages; None if it has none."""
     for column in PROMPT_COLUMNS:
@@ -67,6 +213,20 @@ def prompt_text(row: Mapping[str, Any]) -> str:
     if prompt is None:
         return ""
     return prompt if isinstance(prompt, str) else messages_text(prompt)
+
+
+def scored_text(row: Mapping[str, Any]) -> str:
+    """What the Deita scorers read of a row's prompt: `prompt_text` of a text or a one-turn chat; of a
+    conversation, the last user turn first, then the turns before it, newest first. The scorers keep the
+    head of a long prompt (score.max_instruction_tokens), so the question the responses answer is
+    always read, and the oldest context is what a cut drops."""
+    prompt = prompt_of(row)
+    if not is_multi_turn(prompt):
+        return prompt_text(row)
+    assert isinstance(prompt, list)
+    *earlier, last = prompt
+    context = INPUT_SEPARATOR.join(f"{m['role']}: {m['content']}" for m in reversed(earlier))
+    return f"{last['content']}{INPUT_SEPARATOR}{EARLIER}{INPUT_SEPARATOR}{context}"
 
 
 def responses_of(row: Mapping[str, Any]) -> list[Any]:

@@ -26,18 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, Value
 
 from curate.config import Config, LLMConfig, ScoreConfig
 from curate.console import console, progress
 from curate.io import InputError, check_text_column, require_columns
-from curate.rows import join_input
+from curate.rows import scored_text
 from curate.scoring import prior as priors
 from curate.scoring.backends import build_backend, expected_score, logits_supported, request_stats
 from curate.scoring.validity import describe_validity, scorer_profile
 from curate.stages import StageResult
 
-INSTRUCTION_COLUMNS = ("instruction", "prompt")
+INSTRUCTION_COLUMNS = ("instruction", "prompt", "messages")
 RESPONSE_COLUMNS = ("response", "output")
 PAIR_COLUMNS = "response_a, response_b"  # a pair's two responses: scored like `generations`
 MULTI_RESPONSE = ("generations", PAIR_COLUMNS)
@@ -252,10 +252,12 @@ def score(
     if not score_complexity:
         require_columns(ds, ["complexity"], where)  # written by the complexity pass
     ins_col = _instruction_column(ds, source)
-    check_text_column(ds, ins_col, where)
+    if isinstance(ds.features[ins_col], Value):  # chat prompts were checked when read (rows.check_messages)
+        check_text_column(ds, ins_col, where)
     resp_col, responses = _responses(ds, source) if "quality" in parts else (None, None)
     extra = ds["input"] if "input" in ds.column_names else [None] * len(ds)
-    instructions = [join_input(i, x if isinstance(x, str) else None) for i, x in zip(ds[ins_col], extra)]
+    # a conversation is scored as its last user turn, then the earlier turns (rows.scored_text)
+    instructions = [scored_text({ins_col: i, "input": x}) for i, x in zip(ds[ins_col], extra)]
 
     sc, c_cfg, q_cfg = priors.resolve_scorer(cfg)
     method = sc.method

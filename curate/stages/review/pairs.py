@@ -27,7 +27,7 @@ from typing import Any
 from datasets import Dataset
 
 from curate.io import InputError, is_visible_text
-from curate.rows import PROMPT_COLUMNS, join_input, row_id
+from curate.rows import PROMPT_COLUMNS, MessageError, check_messages, join_input, row_id
 from curate.stages.review import settings as st
 from curate.stages.review.confidence import LEVEL_SCORE, annotate
 
@@ -167,7 +167,12 @@ def _messages(row: Mapping[str, Any]) -> list[dict[str, str]] | None:
     if isinstance(prompt, (list, tuple)):
         if not prompt:
             return None
-        return [_message(m, f"{column}[{i}]") for i, m in enumerate(prompt)]
+        messages = [_message(m, f"{column}[{i}]") for i, m in enumerate(prompt)]
+        try:
+            check_messages(prompt, column)  # a role in each, known roles, system first only, a user turn last
+        except MessageError as exc:
+            raise BadValue(exc.field, str(exc)) from None
+        return messages
     raise BadValue(column, f"prompt not text or chat messages ({column} is {_kind(prompt)})")
 
 
