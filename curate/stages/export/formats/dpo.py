@@ -1,6 +1,10 @@
 """Preference pairs in TRL's convention: `prompt` / `chosen` / `rejected` as strings and as chat
 messages (`*_messages`), with ratings, votes, the judge's suggestion and provenance per pair.
 
+`prompt_messages` holds every turn of a conversation; `chosen` / `rejected` are the last turn's texts
+and `chosen_messages` / `rejected_messages` the whole conversation with each (TRL's implicit-prompt
+conversational pair: TRL extracts the shared turns as the prompt).
+
 The split DPOTrainer / ORPOTrainer take as `train_dataset`.
 """
 
