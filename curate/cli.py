@@ -298,6 +298,9 @@ def push(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Records per upsert (max 500)."),
     vectors: Optional[bool] = typer.Option(None, "--vectors/--no-vectors", help="Add the prompt embedding."),
     quarantine: Optional[Path] = typer.Option(None, "--quarantine", help="Where rejected rows go (jsonl)."),
+    round: Optional[int] = typer.Option(
+        None, "--round", help="Review round of the new records (default: the next after the dataset's)."
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Push pairs to Argilla for human review (idempotent: re-runs skip records already there)."""
@@ -312,6 +315,7 @@ def push(
                 "batch_size": batch_size,
                 "vectors": vectors,
                 "quarantine": quarantine,
+                "round": round,
             },
         ),
     )
@@ -326,7 +330,9 @@ def push(
         st = result.stats
         _print_stats(f"{result.rows_out} records pushed", st)
         console.print(
-            f"{st['created']} new, {st['already_present']} already there, {st['rejected']} quarantined -> "
+            f"{st['created']} new"
+            + (f" (round {st['round']})" if st["created"] else "")
+            + f", {st['already_present']} already there, {st['rejected']} quarantined -> "
             f"{cfg.argilla.workspace}/{cfg.argilla.dataset} at {st['api_url']}"
             + (f" (quarantine: {st['quarantine']})" if st.get("quarantine") else ""),
             highlight=False,
@@ -427,6 +433,9 @@ def export(
         help="Agreement with reviewers a judge confidence level needs for --auto-accept (0-1).",
     ),
     license: Optional[str] = typer.Option(None, "--license", help="Licence in the dataset card."),
+    rounds: Optional[list[int]] = typer.Option(
+        None, "--round", help="Export only this review round (repeatable; default: every round)."
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Export human-reviewed preference pairs (TRL format, SFT, all responses) with a dataset card."""
@@ -443,6 +452,7 @@ def export(
                 "auto_accept": auto_accept,
                 "auto_accept_min_agreement": auto_accept_min_agreement,
                 "license": license,
+                "rounds": list(rounds) if rounds else None,
             },
         ),
     )
@@ -461,6 +471,15 @@ def export(
             + (f" and {summary['hub_url']}" if summary.get("hub_url") else ""),
             {"accounting": acc, "agreement": summary["agreement"]},
         )
+        per_round = summary.get("rounds") or {}
+        if len(per_round) > 1 or summary.get("rounds_selected"):
+            console.print(
+                "per round: "
+                + "; ".join(
+                    f"{k}: {c['pairs']} pairs of {c['records']} records" for k, c in per_round.items()
+                ),
+                highlight=False,
+            )
         auto = summary.get("auto_accept")
         if auto is not None:
             est = auto["export"]

@@ -232,6 +232,12 @@ class ReviewConfig(Section):
     quarantine: Path | None = Field(
         None, description="Where rows the push rejects go, as jsonl (default: in the run directory)."
     )
+    round: int | None = Field(
+        None,
+        ge=1,
+        description="Review round recorded on the records a push creates (default: one more than the "
+        "highest on the dataset; records already there keep theirs).",
+    )
 
 
 class ExportConfig(Section):
@@ -251,6 +257,9 @@ class ExportConfig(Section):
         0.9, ge=0.0, le=1.0, description="Agreement with reviewers a confidence level needs (--auto-accept)."
     )
     license: str = "apache-2.0"
+    rounds: list[int] = Field(
+        default_factory=list, description="Export only these review rounds (default: every round)."
+    )
     private: bool = Field(True, description="Create the Hub repo as private (--to-hub).")
 
 

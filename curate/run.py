@@ -156,9 +156,12 @@ def save_manifest(run_dir: Path, manifest: RunManifest) -> None:
     write_json(run_dir / MANIFEST, manifest)
 
 
-def stage_key(cfg: Config, stage: Stage, input_output_id: str | None) -> str:
+def stage_key(
+    cfg: Config, stage: Stage, input_output_id: str | None, references: dict[str, Any] | None = None
+) -> str:
     """What a finished stage must match to be skipped: its config sections (a dotted name is one field),
-    its input's output id, and for the user's input file its content."""
+    its input's output id, for the user's input file its content, and for dedup what its references hold
+    (`references.reference_state`)."""
     config = dump_config(cfg)
     parts: dict[str, Any] = {}
     for section in stage.sections:
@@ -168,7 +171,40 @@ def stage_key(cfg: Config, stage: Stage, input_output_id: str | None) -> str:
         parts[section] = value
     if "run.input" in stage.sections and cfg.run.input is not None:
         parts["input_content"] = content_id(cfg.run.input)
+    if references:
+        parts["references"] = references
     return stable_id(stage.name, parts, input_output_id)
+
+
+def review_reference(cfg: Config) -> str | None:
+    """`argilla:WORKSPACE/NAME` of the review dataset this run pushes to, when it exists and has records
+    (a later round dedups against what people already review); None otherwise. The embedded server is
+    only started when its data dir already holds a database."""
+    from curate.server.launcher import resolve_data_dir
+    from curate.stages.review import client as rc
+
+    if cfg.argilla.api_url is None and not (resolve_data_dir(cfg.server.data_dir) / "argilla.db").exists():
+        return None
+    client = rc.connect(cfg)
+    dataset = rc.get_dataset(client, cfg.argilla.dataset, cfg.argilla.workspace)
+    if dataset is None or not next(rc.iter_raw_records(client, dataset, include=()), None):
+        return None
+    return f"argilla:{cfg.argilla.workspace}/{cfg.argilla.dataset}"
+
+
+def dedup_config(cfg: Config, run_dir: Path) -> tuple[Config, dict[str, Any]]:
+    """The config the dedup stage runs with (the review dataset added as a reference, see
+    `review_reference`) and the state of its references for the stage key. The key leaves out the
+    rounds this run pushed itself: they descend from this dedup, so a re-run of a finished run is skipped,
+    while a round someone else pushed since (or a changed reference file) redoes the dedup."""
+    from curate.stages.references import reference_state
+
+    auto = review_reference(cfg)
+    against = [str(a) for a in cfg.dedup.against]
+    if auto is not None and not {auto, f"argilla:{cfg.argilla.dataset}"} & set(against):
+        cfg = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"against": [*against, auto]})})
+    state = reference_state(cfg, [str(a) for a in cfg.dedup.against], exclude_sources_under=run_dir)
+    return cfg, {k: v for k, v in state.items() if v is not None}
 
 
 def content_id(path: Path) -> str | None:
@@ -211,7 +247,10 @@ def run_stages(
     previous_id: str | None = None
     for stage in STAGES:
         out = run_dir / stage.name
-        key = stage_key(cfg, stage, previous_id)
+        stage_cfg, references = cfg, None
+        if stage.short == "dedup":
+            stage_cfg, references = dedup_config(cfg, run_dir)
+        key = stage_key(cfg, stage, previous_id, references)
         entry = manifest["stages"].get(stage.name, {})
         finished = entry.get("status") == "done" and entry.get("key") == key and out.exists()
         if finished and stage.name not in force_names:
@@ -223,7 +262,7 @@ def run_stages(
             save_manifest(run_dir, manifest)
             on_event and on_event("start", stage, entry)
             t0 = time.perf_counter()
-            result = stage.run(cfg, data, source=run_dir / previous.name if previous else None)
+            result = stage.run(stage_cfg, data, source=run_dir / previous.name if previous else None)
             write_stage(out, result)
             stats = {
                 "rows_in": len(data) if data is not None else None,

@@ -143,6 +143,16 @@ class Accounting(TypedDict):
     policy: ExportPolicy
 
 
+class RoundCounts(TypedDict):
+    """An export's counts for one review round (records without a round are round 1)."""
+
+    records: int
+    reviewed: int  # records with >= 1 submitted response
+    pairs: int  # exported preference pairs
+    by_humans: int
+    by_judge: int
+
+
 class ExportSummary(TypedDict):
     """`summary.json` (and `stats.json`) of an export directory."""
 
@@ -163,6 +173,8 @@ class ExportSummary(TypedDict):
     empty_because: NotRequired[str]  # set when no record became a pair: why, and what to change
     calibration: NotRequired[CalibrationReport]  # the judge's agreement per confidence level
     auto_accept: NotRequired[dict[str, Any]]  # with --auto-accept: target, levels needing votes, estimate
+    rounds: NotRequired[dict[str, RoundCounts]]  # per review round ("1", "2", ...) of the exported records
+    rounds_selected: NotRequired[list[int]]  # with --round: the rounds exported (others left out)
 
 
 class ReviewStatus(TypedDict):
@@ -288,6 +300,7 @@ class PushStats(TypedDict, total=False):
     min_submitted: int
     seed: int
     vectors: bool
+    round: int  # the round of the records this push created
     seconds: float
     rows_out: int  # in the push stage's stats.json (what `curate run` counts as its rows)
 
@@ -317,12 +330,24 @@ class PushCounts(TypedDict, total=False):
     seed: int
 
 
+class VectorProvenance(TypedDict):
+    """What made the vectors a push stored: the encoder and text recipe (None: not known, e.g. an
+    `embedding` column the configured encoder does not reproduce), so a reference can reuse them."""
+
+    encoder: str | None
+    text: str | None  # the text recipe (curate.stages.references.TEXT_RECIPE)
+    dimensions: int
+
+
 class PushProvenance(TypedDict):
     at: str
     source: str | None
     stages: list[StageProvenance]
     models: dict[str, list[str]]  # role (generators, judges, ...) -> model names
     push: PushCounts
+    round: NotRequired[int]  # the review round of the records this push created (absent: before rounds)
+    input_digest: NotRequired[str]  # hash of the pushed pair ids: the same input again resumes its round
+    vectors: NotRequired[VectorProvenance | None]  # None: no vectors stored
 
 
 class Provenance(TypedDict, total=False):

@@ -434,13 +434,7 @@ def dedup(
         "reference_duplicates": by_kind["reference"],
         "contaminated": by_kind["contamination"],
         "references": [
-            {
-                "reference": r.label,
-                "kind": r.kind,
-                "rows": len(r.ids),
-                "embeddings": "cached" if r.cached else "computed",
-            }
-            for r in references or []
+            {**r.describe(), "removed": sum(1 for s in source_of if s == r.label)} for r in references or []
         ],
         "threshold": cfg.threshold,
         "compared_text": compared,

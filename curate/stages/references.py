@@ -8,7 +8,9 @@ a new row that contains one of them (exact after normalisation, a shared word n-
 NeMo Curator's decontamination rule, or an embedding at the dedup threshold) is removed with
 `dedup_kind: contamination`. References and benchmarks are matched on the prompt text (the same recipe
 as the new rows', `rows.prompt_text`). Their embeddings are cached by (encoder, text recipe, content),
-so a later round does not embed an earlier one again.
+so a later round does not embed an earlier one again. An Argilla dataset's stored prompt vectors are
+used as they are where the push recorded the same encoder and text recipe as the current config's
+(per round, `PushProvenance.vectors`); the other records are embedded, and the stats say which.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
@@ -40,10 +44,48 @@ class Reference:
 
     label: str
     kind: str  # "reference" or "contamination"
-    ids: list[str]
+    ids: Sequence[str]
     texts: list[str]
     vectors: np.ndarray
-    cached: bool  # the vectors came from the cache
+    cached: bool  # the vectors came from the cache (or all from the Argilla dataset's stored vectors)
+    stored: int = 0  # rows whose vectors are the Argilla dataset's own (reused, not embedded)
+    note: str | None = None  # why stored vectors were not used, where some were not
+
+    def describe(self) -> dict[str, Any]:
+        """The reference's entry in the dedup stats: label, kind, rows and where its vectors came from."""
+        embedded = len(self.ids) - self.stored
+        how = "cached" if self.cached else "computed"
+        out: dict[str, Any] = {
+            "reference": self.label,
+            "kind": self.kind,
+            "rows": len(self.ids),
+            "embeddings": "stored" if not embedded and self.stored else how,
+        }
+        if self.label.startswith(ARGILLA_PREFIX):
+            out.update(stored_vectors=self.stored, embedded=embedded if how == "computed" else 0)
+            out.update(cached=embedded if how == "cached" else 0)
+            if self.stored and embedded:
+                out["embeddings"] = f"stored {self.stored}, {how} {embedded}"
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+class RowIds(Sequence[str]):
+    """`rows.row_ids` of a reference's rows `keep`, each computed when first looked up: only the rows that
+    new rows match need an id, so a large reference is not walked row by row again every round."""
+
+    def __init__(self, ds: Dataset, keep: list[int]) -> None:
+        self._ds, self._keep, self._known = ds, keep, {}
+
+    def __len__(self) -> int:
+        return len(self._keep)
+
+    def __getitem__(self, i):  # an int (numpy ints too); a reference's ids are never sliced
+        i = int(i)
+        if i not in self._known:
+            self._known[i] = row_ids(self._ds.select([self._keep[i]]))[0]
+        return self._known[i]
 
 
 def cache_dir() -> Path:
@@ -91,21 +133,50 @@ def reference_rows(spec: str, cfg: Config) -> Dataset:
 
 
 def _argilla_rows(name: str, cfg: Config) -> Dataset:
+    records, _ = _argilla_records(name, cfg)
+    return Dataset.from_list([{"id": r["id"], "messages": r["messages"]} for r in records])
+
+
+def _argilla_records(name: str, cfg: Config) -> tuple[list[dict[str, Any]], str | None]:
+    """Each record of `argilla:NAME` as {id, messages (as pushed, unescaped), vector or None (the stored
+    prompt vector, where this config's encoder and text recipe made it)}, and why some are None."""
+    from curate.models import encoder_name
     from curate.stages.review import client as rc
-    from curate.stages.review.settings import PROMPT
+    from curate.stages.review.pull import record_fields
+    from curate.stages.review.push import PROVENANCE_KEY
+    from curate.stages.review.settings import PROMPT, ROUND, VECTOR
 
     workspace, _, dataset = name.rpartition("/")
     client = rc.connect(cfg)
     rg_dataset = rc.require_dataset(client, dataset, workspace or cfg.argilla.workspace)
+    wanted = {"encoder": encoder_name(cfg.embeddings), "text": TEXT_RECIPE}
+    made: dict[int, set[tuple]] = {}  # round -> the (encoder, text) of its pushes' vectors
+    for push in (rc.dataset_metadata(client, rg_dataset).get(PROVENANCE_KEY) or {}).get("pushes", []):
+        vec = push.get("vectors") or {}
+        made.setdefault(push.get("round", 1), set()).add((vec.get("encoder"), vec.get("text")))
+    usable = {r for r, m in made.items() if m == {(wanted["encoder"], wanted["text"])}}
+    has_vectors = any(v.name == VECTOR for v in rg_dataset.settings.vectors)
+    include = (f"vectors:{VECTOR}",) if usable and has_vectors else ()
     rows = []
-    for record in rc.iter_raw_records(client, rg_dataset, include=()):
-        prompt = record.get("fields", {}).get(PROMPT)
+    for record in rc.iter_raw_records(client, rg_dataset, include=include):
+        prompt = record_fields(record).get(PROMPT)
         if isinstance(prompt, list):
             prompt = [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in prompt]
-        rows.append({"id": record.get("external_id") or record["id"], "messages": prompt})
+        round_ = (record.get("metadata") or {}).get(ROUND)
+        vector = (record.get("vectors") or {}).get(VECTOR)
+        if (round_ if isinstance(round_, int) else 1) not in usable:
+            vector = None
+        rows.append({"id": record.get("external_id") or record["id"], "messages": prompt, "vector": vector})
     if not rows:
         raise InputError(f"{ARGILLA_PREFIX}{name}", "the Argilla dataset has no records")
-    return Dataset.from_list(rows)
+    note = None
+    if any(r["vector"] is None for r in rows):
+        note = (
+            "stored vectors not used for some records: their push recorded no encoder (pushed before curate "
+            f"recorded it), another encoder or text, or no vectors; this config's: {wanted['encoder']}, "
+            f"{wanted['text']}"
+        )
+    return rows, note
 
 
 def load_references(cfg: Config, new_texts: int = 0) -> list[Reference]:
@@ -114,16 +185,91 @@ def load_references(cfg: Config, new_texts: int = 0) -> list[Reference]:
     for kind, specs in (("reference", cfg.dedup.against), ("contamination", cfg.dedup.decontaminate)):
         for spec in specs:
             label = str(spec)
+            if label.startswith(ARGILLA_PREFIX):
+                out.append(argilla_reference(label, kind, cfg))
+                continue
             ds = with_prompt_column(reference_rows(label, cfg), label)
-            texts = [prompt_text(row) for row in ds]
+            prompts = ds.select_columns([c for c in (*PROMPT_COLUMNS, "input") if c in ds.column_names])
+            texts = [prompt_text(row) for row in prompts.to_list()]  # one conversion, not one per row
             keep = [i for i, t in enumerate(texts) if t.strip()]
             if not keep:
                 raise InputError(label, "no prompt text in any row (needs instruction, prompt or messages)")
-            ids = row_ids(ds)
-            texts, ids = [texts[i] for i in keep], [ids[i] for i in keep]
+            texts, ids = [texts[i] for i in keep], RowIds(ds, keep)
             vectors, cached = cached_embed(texts, cfg.embeddings, label)
             out.append(Reference(_short(label), kind, ids, texts, vectors, cached))
     return out
+
+
+def argilla_reference(label: str, kind: str, cfg: Config) -> Reference:
+    """An Argilla dataset as a reference: its stored vectors where they are reusable, the rest embedded
+    (through the cache)."""
+    records, note = _argilla_records(label[len(ARGILLA_PREFIX) :], cfg)
+    keep = [r for r in records if prompt_text(r).strip()]
+    if not keep:
+        raise InputError(label, "no prompt text in any record")
+    texts = [prompt_text(r) for r in keep]
+    todo = [i for i, r in enumerate(keep) if r["vector"] is None]
+    vectors = np.zeros((len(keep), 0), dtype=np.float32)
+    cached = True
+    if todo:
+        fresh, cached = cached_embed([texts[i] for i in todo], cfg.embeddings, label)
+        vectors = np.zeros((len(keep), fresh.shape[1]), dtype=np.float32)
+        vectors[todo] = fresh
+    stored = [i for i, r in enumerate(keep) if r["vector"] is not None]
+    if stored:
+        given = np.asarray([keep[i]["vector"] for i in stored], dtype=np.float32)
+        if vectors.shape[1] == 0:
+            vectors = np.zeros((len(keep), given.shape[1]), dtype=np.float32)
+        vectors[stored] = given / np.maximum(np.linalg.norm(given, axis=1, keepdims=True), 1e-12)
+    ids = [str(r["id"]) for r in keep]
+    return Reference(
+        label, kind, ids, texts, vectors, cached, stored=len(stored), note=note if todo else None
+    )
+
+
+def reference_state(
+    cfg: Config, specs: list[str], exclude_sources_under: Path | None = None
+) -> dict[str, Any]:
+    """A fingerprint of what each reference holds now, for a stage cache key: a file's or directory's
+    content id, an Argilla dataset's record ids (without the rounds pushed from `exclude_sources_under`,
+    the run's own pushes, which descend from the stage being keyed)."""
+    from curate.run import content_id
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        if spec.startswith(ARGILLA_PREFIX):
+            out[spec] = argilla_state(spec, cfg, exclude_sources_under)
+        else:
+            out[spec] = content_id(Path(spec))
+    return out
+
+
+def argilla_state(spec: str, cfg: Config, exclude_sources_under: Path | None = None) -> str | None:
+    """The record ids of `argilla:NAME` (hashed; None when the dataset does not exist or is empty),
+    leaving out the rounds that pushes from under `exclude_sources_under` created."""
+    from curate.rows import stable_id
+    from curate.stages.review import client as rc
+    from curate.stages.review.push import PROVENANCE_KEY
+    from curate.stages.review.settings import ROUND
+
+    workspace, _, name = spec[len(ARGILLA_PREFIX) :].rpartition("/")
+    client = rc.connect(cfg)
+    dataset = rc.get_dataset(client, name, workspace or cfg.argilla.workspace)
+    if dataset is None:
+        return None
+    own: set[int] = set()
+    if exclude_sources_under is not None:
+        base = exclude_sources_under.resolve()
+        for push in (rc.dataset_metadata(client, dataset).get(PROVENANCE_KEY) or {}).get("pushes", []):
+            source = push.get("source")
+            if source and "round" in push and Path(source).resolve().is_relative_to(base):
+                own.add(push["round"])
+    ids = []
+    for record in rc.iter_raw_records(client, dataset, include=()):
+        round_ = (record.get("metadata") or {}).get(ROUND)
+        if (round_ if isinstance(round_, int) else 1) not in own:
+            ids.append(str(record.get("external_id") or record["id"]))
+    return stable_id(sorted(ids)) if ids else None
 
 
 def with_prompt_column(ds: Dataset, label: str) -> Dataset:

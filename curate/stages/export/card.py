@@ -116,6 +116,40 @@ def stage_rows(provenance: Provenance, summary: ExportSummary) -> list[tuple[str
     return rows
 
 
+def round_lines(summary: ExportSummary, provenance: Provenance) -> list[str]:
+    """The card's review rounds: per round, when and from what it was pushed, and its counts."""
+    rounds = summary.get("rounds") or {}
+    if not rounds:
+        return []
+    pushed: dict[str, list[dict[str, Any]]] = {}
+    for p in provenance.get("pushes", []):
+        if p.get("push", {}).get("created") or p.get("round") is not None:
+            pushed.setdefault(str(p.get("round", 1)), []).append(dict(p))
+    selected = summary.get("rounds_selected")
+    out = [
+        "",
+        "## Review rounds",
+        "",
+        "Records are pushed in rounds; a later round only adds records (each keeps the round it came in, "
+        "`round` metadata; records pushed before rounds were recorded count as round 1)."
+        + (f" This export holds round(s) {', '.join(map(str, selected))} only." if selected else ""),
+        "",
+        "| round | pushed | from | records | reviewed | pairs (by humans / judge) |",
+        "|---:|---|---|---:|---:|---|",
+    ]
+    for key, c in rounds.items():
+        pushes = pushed.get(key, [])
+        when = ", ".join(p["at"] for p in pushes) or "n/a"
+        sources = sorted(
+            {Path(p["source"]).parent.name + "/" + Path(p["source"]).name for p in pushes if p.get("source")}
+        )
+        out.append(
+            f"| {key} | {when} | {', '.join(f'`{x}`' for x in sources) or 'n/a'} | {c['records']} | "
+            f"{c['reviewed']} | {c['pairs']} ({c['by_humans']} / {c['by_judge']}) |"
+        )
+    return out
+
+
 def calibration_lines(summary: ExportSummary) -> list[str]:
     """The card's judge calibration (per confidence level) and auto-accept estimate, if any."""
     cal, auto = summary.get("calibration"), summary.get("auto_accept")
@@ -228,6 +262,7 @@ def render_card(summary: ExportSummary, provenance: Provenance, cfg: Config) -> 
             f"- Judge `{agent}` vs human decision: {_fmt(j['agreement'])} over {j['records']} records "
             f"(overridden {j['overridden']}); vs single votes: {_fmt(j['vote_agreement'])}."
         )
+    out += round_lines(summary, provenance)
     out += calibration_lines(summary)
     out += ["", "## Models", ""]
     models = _models(provenance, agr)

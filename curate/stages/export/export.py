@@ -14,16 +14,17 @@ from typing import Any
 
 from curate.config import Config
 from curate.io import atomic_dir, check_output, write_json, write_splits
-from curate.schemas import Accounting, ExportSummary, Provenance
+from curate.schemas import Accounting, ExportSummary, Provenance, RoundCounts
 from curate.stages.export import formats
 from curate.stages.export.card import render_card
-from curate.stages.export.decide import decide_records
+from curate.stages.export.decide import Decision, decide_records
 from curate.stages.export.hub import check_hub, push_to_hub
 from curate.stages.review import client as rc
 from curate.stages.review.agreement import summary as agreement_summary
 from curate.stages.review.calibration import calibration_report
 from curate.stages.review.pull import pull, submitted
 from curate.stages.review.push import PROVENANCE_KEY
+from curate.stages.review.settings import ROUND
 
 SUMMARY = "summary.json"
 CALIBRATION = "calibration.json"  # `curate calibrate` writes the same report
@@ -46,8 +47,10 @@ def export(
     rg_dataset = rc.require_dataset(client, dataset, workspace)
     records = pull(client, rg_dataset)
     pulled = time.perf_counter()
-    decisions = decide_records(records, cfg)
     ex = cfg.export
+    if ex.rounds:
+        records = select_rounds(records, ex.rounds, dataset)
+    decisions = decide_records(records, cfg)
     provenance: Provenance = rc.dataset_metadata(client, rg_dataset).get(PROVENANCE_KEY) or {}
     splits = formats.build(decisions)
     summary: ExportSummary = {
@@ -63,7 +66,10 @@ def export(
         "agreement": agreement_summary(records, ex.policy, ex.min_votes, ex.min_agreement),
         "license": ex.license,
         "pull_seconds": round(pulled - started, 2),
+        "rounds": round_counts(records, decisions.exported),
     }
+    if ex.rounds:
+        summary["rounds_selected"] = sorted(set(ex.rounds))
     if any(r["metadata"].get("calibration_sample") == "yes" for r in records):  # calibration.py
         summary["calibration"] = calibration_report(records, ex, dataset, ex.auto_accept_min_agreement)
     if decisions.calibration is not None:
@@ -82,6 +88,40 @@ def export(
     if hub_api is not None:
         summary["hub_url"] = push_to_hub(hub_api, to_hub, Path(output), ex.private)
     return summary
+
+
+def record_round(record: dict[str, Any]) -> int:
+    """A pulled record's review round: its `round` metadata, 1 for records pushed before rounds existed."""
+    value = (record.get("metadata") or {}).get(ROUND)
+    return value if isinstance(value, int) else 1
+
+
+def select_rounds(records: list[dict[str, Any]], rounds: list[int], dataset: str) -> list[dict[str, Any]]:
+    """The records of the given rounds; a round the dataset does not have is an error naming those it has."""
+    present = {record_round(r) for r in records}
+    missing = sorted(set(rounds) - present)
+    if missing:
+        raise rc.ReviewError(
+            f"dataset '{dataset}' has no records of round {', '.join(map(str, missing))} (it has rounds "
+            f"{', '.join(map(str, sorted(present))) or 'none'})"
+        )
+    return [r for r in records if record_round(r) in set(rounds)]
+
+
+def round_counts(records: list[dict[str, Any]], exported: list[Decision]) -> dict[str, RoundCounts]:
+    """Records, reviewed records and exported pairs (by humans / by the judge) per round, in round order."""
+    out: dict[int, RoundCounts] = {}
+    for r in records:
+        c = out.setdefault(
+            record_round(r), {"records": 0, "reviewed": 0, "pairs": 0, "by_humans": 0, "by_judge": 0}
+        )
+        c["records"] += 1
+        c["reviewed"] += bool(submitted(r))
+    for d in exported:
+        c = out[record_round(d.record)]
+        c["pairs"] += 1
+        c["by_humans" if d.decided_by == "human" else "by_judge"] += 1
+    return {str(k): out[k] for k in sorted(out)}
 
 
 def why_empty(acc: Accounting) -> str:

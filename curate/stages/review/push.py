@@ -23,14 +23,15 @@ from typing import Any
 
 import argilla as rg
 import httpx
+import numpy as np
 from argilla._exceptions import ArgillaAPIError
 from datasets import Dataset
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from curate.config import Config
 from curate.io import InputError, load_stats
-from curate.rows import messages_text
-from curate.schemas import PushProvenance, PushStats, StageProvenance
+from curate.rows import messages_text, stable_id
+from curate.schemas import PushProvenance, PushStats, StageProvenance, VectorProvenance
 from curate.stages import StageResult
 from curate.stages.review import client as rc
 from curate.stages.review import pairs as pr
@@ -45,15 +46,20 @@ def quarantine_path(cfg: Config, dataset: str) -> Path:
     return Path(cfg.run.runs_dir) / cfg.run.name / f"push-{dataset}-quarantine.jsonl"
 
 
-def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
-    """Reuse the `embedding` column (from dedup); encode prompts only where it is missing."""
+def _attach_embeddings(pairs: list[dict], cfg: Config) -> tuple[int | None, VectorProvenance | None]:
+    """Reuse the `embedding` column (from dedup); encode prompts only where it is missing. Returns the
+    dimensions and what made the vectors (encoder and text recipe; unknown for a column that the
+    configured encoder does not reproduce from the prompt)."""
+    from curate.embeddings import embed, embedding_dim
+    from curate.models import encoder_name
+    from curate.stages.references import TEXT_RECIPE
+
     dims = {len(p["embedding"]) for p in pairs if p["embedding"] is not None}
     missing = [p for p in pairs if p["embedding"] is None]
     if not pairs:
-        return None
+        return None, None
+    reused = [p for p in pairs if p["embedding"] is not None]
     if len(dims) > 1 or missing:
-        from curate.embeddings import embed
-
         todo = pairs if len(dims) > 1 else missing
         vectors = embed([messages_text(p["messages"]) for p in todo], cfg.embeddings, "embedding prompts")
         if dims and vectors.shape[1] not in dims:
@@ -62,9 +68,21 @@ def _attach_embeddings(pairs: list[dict], cfg: Config) -> int | None:
             vectors = embed(
                 [messages_text(p["messages"]) for p in pairs], cfg.embeddings, "embedding prompts"
             )
+        reused = [p for p in pairs if not any(p is t for t in todo)]
         for pair, vec in zip(todo, vectors):
             pair["embedding"] = [float(v) for v in vec]
-    return len(pairs[0]["embedding"])
+    dim = len(pairs[0]["embedding"])
+    made: VectorProvenance = {"encoder": encoder_name(cfg.embeddings), "text": TEXT_RECIPE, "dimensions": dim}
+    if reused and dim != embedding_dim(cfg.embeddings):
+        made = {"encoder": None, "text": None, "dimensions": dim}
+    elif reused:  # a column from elsewhere: the configured encoder must give the same vectors for a sample
+        sample = reused[:2]
+        check = embed([messages_text(p["messages"]) for p in sample], cfg.embeddings, "checking embeddings")
+        stored = np.asarray([p["embedding"] for p in sample], dtype=np.float32)
+        stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
+        if check.shape != stored.shape or float((check * stored).sum(axis=1).min()) < 0.999:
+            made = {"encoder": None, "text": None, "dimensions": dim}
+    return dim, made
 
 
 _NOT_IN_AGENT = re.compile(r"[^a-zA-Z0-9\-_:./\s]+")
@@ -77,7 +95,9 @@ def suggestion_agent(model: str | None) -> str:
     return agent if re.search(r"[a-zA-Z0-9]", agent) else "judge"
 
 
-def to_record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_vector: bool) -> rg.Record:
+def to_record(
+    pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has_vector: bool, round_: int = 1
+) -> rg.Record:
     a, b = pr.shown(pair)
     agent = suggestion_agent(pair["judge_model"])
     suggestions = []
@@ -96,7 +116,7 @@ def to_record(pair: dict[str, Any], dataset: rg.Dataset, metadata: set[str], has
             st.RESPONSE_A: st.shown_text(pair["responses"][a]),
             st.RESPONSE_B: st.shown_text(pair["responses"][b]),
         },
-        metadata={k: v for k, v in pr.record_metadata(pair).items() if k in metadata},
+        metadata={k: v for k, v in {**pr.record_metadata(pair), st.ROUND: round_}.items() if k in metadata},
         suggestions=suggestions,
         vectors={st.VECTOR: pair["embedding"]} if has_vector and pair["embedding"] else None,
     )
@@ -177,6 +197,16 @@ def ensure_dataset(
         dataset = rg.Dataset(name=name, workspace=ws, settings=st.to_rg_settings(spec, client), client=client)
         dataset.create()
         return dataset, ["created"]
+    if st.ROUND in spec["metadata"] and dataset.settings.metadata[st.ROUND] is None:
+        # a dataset pushed before rounds were recorded: the property is added (argilla-server creates
+        # metadata properties on a dataset with records), its records keep no value and count as round 1
+        m = spec["metadata"][st.ROUND]
+        prop = rg.IntegerMetadataProperty(
+            st.ROUND, title=m["title"], visible_for_annotators=m["visible"], client=client
+        )
+        prop.dataset = dataset
+        prop.create()
+        dataset = rc.require_dataset(client, name, workspace)
     diffs, fixable = st.diff_specs(st.spec_of(dataset.settings), spec)
     if not diffs:
         return dataset, []
@@ -205,6 +235,28 @@ def ensure_dataset(
     dataset.settings.distribution = rg.TaskDistribution(min_submitted=spec["distribution"]["min_submitted"])
     dataset.update()
     return rc.require_dataset(client, name, workspace), diffs
+
+
+def present_rounds(client: rg.Argilla, dataset: rg.Dataset) -> dict[str, int]:
+    """Record id (`external_id`) -> its round, for every record in the dataset (1 where none is recorded)."""
+    out: dict[str, int] = {}
+    for r in rc.iter_raw_records(client, dataset, include=()):
+        if r.get("external_id"):
+            value = (r.get("metadata") or {}).get(st.ROUND)
+            out[str(r["external_id"])] = value if isinstance(value, int) else 1
+    return out
+
+
+def next_round(rounds: Mapping[str, int], pushes: Sequence[Mapping[str, Any]], digest: str) -> int:
+    """The round of a push: 1 on an empty dataset, the last push's round when this is the same input again
+    (a resumed push), else one more than the highest round on the dataset."""
+    if not rounds:
+        return 1
+    highest = max(rounds.values())
+    last = pushes[-1] if pushes else {}
+    if last.get("input_digest") == digest and last.get("round") == highest:
+        return highest
+    return highest + 1
 
 
 def stage_order() -> tuple[str, ...]:
@@ -388,11 +440,22 @@ def push(
         _write_quarantine(qpath, rejected)
         raise _all_quarantined(len(ds), rejected, qpath, where)
     provenance_source = source if source is not None else run_source(cfg, ds)
-    dim = _attach_embeddings(pairs, cfg) if cfg.review.vectors else None
+    dim, vectors = _attach_embeddings(pairs, cfg) if cfg.review.vectors else (None, None)
     spec = st.build_spec(pr.metadata_names(pairs), dim, cfg.review.min_submitted)
     try:
         stats, created_dataset, all_rejected = _push_pairs(
-            client, ds, cfg, pairs, rejected, spec, dim, dataset, workspace, provenance_source, progress
+            client,
+            ds,
+            cfg,
+            pairs,
+            rejected,
+            spec,
+            dim,
+            dataset,
+            workspace,
+            provenance_source,
+            progress,
+            vectors,
         )
     except (ArgillaAPIError, httpx.HTTPError) as exc:
         raise rc.ReviewError(
@@ -431,14 +494,19 @@ def _push_pairs(
     workspace: str,
     provenance_source: Path | str | None,
     progress: bool,
+    vectors: VectorProvenance | None = None,
 ) -> tuple[PushStats, rg.Dataset | None, list[dict]]:
     """The server side of a push: (stats, the dataset if this push created it, every rejected row)."""
     rg_dataset, changes = ensure_dataset(client, dataset, workspace, spec, cfg.review.update_settings)
     has_vector = dim is not None and any(v.name == st.VECTOR for v in rg_dataset.settings.vectors)
     metadata = {m.name for m in rg_dataset.settings.metadata}
 
-    present = rc.existing_external_ids(client, rg_dataset) if "created" not in changes else set()
+    rounds = present_rounds(client, rg_dataset) if "created" not in changes else {}
+    present = set(rounds)
     todo = [p for p in pairs if p["id"] not in present]
+    digest = stable_id(sorted(p["id"] for p in pairs))
+    pushes = (rc.dataset_metadata(client, rg_dataset).get(PROVENANCE_KEY) or {}).get("pushes", [])
+    round_ = cfg.review.round or next_round(rounds, pushes, digest)
     # Provenance is written before the records: every dataset PATCH makes argilla-server's worker
     # recompute the status of all the dataset's records, which is nothing on an empty dataset and a
     # full pass on a full one. It is rewritten afterwards only if the server refused rows.
@@ -447,6 +515,9 @@ def _push_pairs(
         "source": str(Path(provenance_source).resolve()) if provenance_source else None,
         "stages": collect_stages(provenance_source),
         "models": _models(ds),
+        "round": round_,
+        "input_digest": digest,
+        "vectors": vectors if has_vector else None,
         "push": {
             "input_rows": len(ds),
             "pairs": len(pairs),
@@ -469,7 +540,7 @@ def _push_pairs(
         return _send(
             client,
             rg_dataset,
-            [(p, to_record(p, rg_dataset, metadata, has_vector)) for p in chunk],
+            [(p, to_record(p, rg_dataset, metadata, has_vector, round_)) for p in chunk],
             quarantined,
         )
 
@@ -516,6 +587,7 @@ def _push_pairs(
         "min_submitted": cfg.review.min_submitted,
         "seed": cfg.review.seed,
         "vectors": has_vector,
+        "round": round_,
     }
     if quarantined:
         entry["push"].update({k: stats[k] for k in ("created", "rejected", "rejected_reasons")})

@@ -47,7 +47,9 @@ METADATA: dict[str, tuple[str, str, bool]] = {
     "review_priority": ("integer", "Review priority (1 = review first)", True),
     "judge_confidence": ("terms", "Judge confidence level", True),
     "calibration_sample": ("terms", "In the calibration sample (yes/no)", False),
+    "round": ("integer", "Review round the record was pushed in (1 = first)", True),
 }
+ROUND = "round"  # records pushed before rounds were recorded have none: they count as round 1
 # review_priority, judge_confidence and calibration_sample: every push plans every record (calibration.py)
 ALWAYS_METADATA = (
     "a_index",
@@ -57,6 +59,7 @@ ALWAYS_METADATA = (
     "review_priority",
     "judge_confidence",
     "calibration_sample",
+    "round",
 )
 
 # Argilla 2.8's UI puts a field's text into the page as HTML (innerHTML, or a sandboxed frame when it
