@@ -62,7 +62,7 @@ def check_messages(value: Any, field: str) -> Messages:
     """A prompt's chat messages as {role, content}: roles among `ROLES` (system only first), text in
     every turn, and a user turn last (the responses answer it); else a `MessageError` naming the field."""
     if not isinstance(value, (list, tuple)) or not value:
-        raise MessageError(field, "not a list of chat messages ({role, content} objects)")
+        raise MessageError(field, "empty or not a list of chat messages ({role, content} objects)")
     out: Messages = []
     for i, m in enumerate(value):
         where = f"{field}[{i}]"
