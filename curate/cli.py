@@ -236,10 +236,13 @@ def score(
     input: Path = typer.Option(..., "--input", "-i"),
     output: Path = typer.Option(..., "--output", "-o"),
     method: Optional[str] = typer.Option(None, "--method", help="auto | logits | text"),
+    ray: Optional[bool] = typer.Option(
+        None, "--ray/--no-ray", help="Score on a Ray cluster (RAY_ADDRESS), one scorer per node."
+    ),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Deita complexity and quality scores (expected value over '1'..'6' from the model's logits)."""
-    cfg = _load(config, _overrides(score={"method": method}))
+    cfg = _load(config, _overrides(score={"method": method}, generate={"ray": ray}))
 
     from curate.stages import score as stage
 

@@ -157,7 +157,13 @@ class ScoreConfig(Section):
     llm: LLMConfig | None = Field(None, description="Scorer LLM (default: the main `llm`).")
     complexity_llm: LLMConfig | None = None
     quality_llm: LLMConfig | None = None
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="Rows per batch of the scoring step on Ray (generate.ray).")
+    replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Scorer replicas with generate.ray / --ray (each loads the scorer once); unset: one per "
+        "node of the Ray cluster.",
+    )
     prompt: Literal["auto", "deita", "deita-anchored"] = Field(
         "auto",
         description="deita = Deita's zero-shot prompt (for the hkust-nlp scorers); deita-anchored = "

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset, Value
+from rich.progress import Progress
 
 from curate.config import Config, LLMConfig, ScoreConfig
 from curate.console import console, progress
@@ -126,15 +127,19 @@ class _Run:
         return text
 
 
+def _bar(show: bool) -> Progress:
+    return progress(remaining=True) if show else Progress(disable=True)
+
+
 def complexity_llm(
-    instructions: Sequence[str], backend, sc: ScoreConfig, run: _Run | None = None
+    instructions: Sequence[str], backend, sc: ScoreConfig, run: _Run | None = None, show_progress: bool = True
 ) -> np.ndarray:
     """Deita complexity expected values, one forward pass per instruction."""
     run = run or _Run()
     tpl = priors.complexity_template(sc.prompt)
     out = np.empty(len(instructions))
     started = time.perf_counter()
-    with progress(remaining=True) as bar:
+    with _bar(show_progress) as bar:
         task = bar.add_task("Deita complexity", total=len(instructions))
         for i, ins in enumerate(instructions):
             out[i] = run.ev(backend, tpl.format(instruction=run.cut(backend, ins, sc.max_instruction_tokens)))
@@ -149,13 +154,14 @@ def quality_llm(
     backend,
     sc: ScoreConfig,
     run: _Run | None = None,
+    show_progress: bool = True,
 ) -> list[list[float]]:
     """Deita quality expected values for every response of every row (the row's question is cached)."""
     run = run or _Run()
     tpl = priors.quality_template(sc.prompt)
     out: list[list[float]] = []
     started = time.perf_counter()
-    with progress(remaining=True) as bar:
+    with _bar(show_progress) as bar:
         task = bar.add_task("Deita quality", total=sum(len(r) for r in responses))
         for full, resps in zip(instructions, responses):
             ins = run.cut(backend, full, sc.max_instruction_tokens)
@@ -171,43 +177,6 @@ def quality_llm(
             out.append(row)
     run.seconds += time.perf_counter() - started
     return out
-
-
-def _logit_scores(
-    instructions: list[str],
-    responses: list[list[str]] | None,
-    sc: ScoreConfig,
-    c_cfg: LLMConfig,
-    q_cfg: LLMConfig,
-    score_complexity: bool = True,
-) -> tuple[np.ndarray, list[list[float]] | None, dict[str, Any]]:
-    c_backend = build_backend(c_cfg) if score_complexity else None
-    q_backend = None
-    if responses is not None:
-        q_backend = c_backend if c_backend is not None and q_cfg == c_cfg else build_backend(q_cfg)
-    run = _Run()
-    complexity = complexity_llm(instructions, c_backend, sc, run) if c_backend else np.empty(0)
-    quality = quality_llm(instructions, responses, q_backend, sc, run) if responses is not None else None
-    stats = {
-        "complexity_model": c_backend.name if c_backend else None,
-        "quality_model": q_backend.name if q_backend else None,
-        "score_tokens": {"complexity": _tokens_info(c_backend), "quality": _tokens_info(q_backend)},
-        "fields_truncated": run.truncated,
-        "answers_without_score_tokens": run.missing,
-        "items": run.items,
-        "seconds": round(run.seconds, 2),
-        "items_per_second": round(run.items / run.seconds, 2) if run.seconds else None,
-        "prompt_tokens_per_second": round(run.tokens / run.seconds, 1)
-        if run.seconds and run.tokens
-        else None,
-        **request_stats(c_backend, q_backend),
-    }
-    if run.missing:
-        console.print(
-            f"[yellow]warning:[/] {run.missing} answer(s) had no score token in the top "
-            "log-probabilities; scored 3.0 as Deita does"
-        )
-    return complexity, quality, stats
 
 
 def _tokens_info(backend) -> Any:
@@ -233,6 +202,163 @@ def _text_scores(
 
 
 PARTS = ("complexity", "quality")
+# Counters of a scoring run that add up over batches (the Ray path scores batch by batch).
+SUMMED_STATS = (
+    "fields_truncated",
+    "answers_without_score_tokens",
+    "items",
+    "seconds",
+    "prompt_tokens",
+    "llm_requests",
+    "llm_retries",
+    "unparsed_scores",
+    "quality_head_seconds",
+)
+
+
+class Scorer:
+    """The configured scorer, its models loaded on first use and kept: scores rows a batch at a time.
+
+    The in-process path gives it every row at once; the Ray path (pipelines/scoring.py) one batch per
+    call, in each replica. Every score depends on its own row only, so both give the same columns."""
+
+    def __init__(self, cfg: Config, parts: Sequence[str] = PARTS, show_progress: bool = True):
+        unknown = set(parts) - set(PARTS)
+        if unknown or not parts:
+            raise ValueError(f"score parts must be among {PARTS}, got {tuple(parts)}")
+        self.sc, self.c_cfg, self.q_cfg = priors.resolve_scorer(cfg)
+        method = self.sc.method
+        if method == "auto":
+            method = "logits" if logits_supported(self.c_cfg) and logits_supported(self.q_cfg) else "text"
+        self.method = method
+        self.profile = scorer_profile(self.sc, self.c_cfg, self.q_cfg, method)
+        self.use_head = self.sc.quality_scorer == "head"
+        self.score_complexity = "complexity" in parts
+        self.show_progress = show_progress
+        self._c_backend: Any = None
+        self._q_backend: Any = None
+
+    def _backends(self, quality: bool) -> tuple[Any, Any]:
+        if self.score_complexity and self._c_backend is None:
+            self._c_backend = build_backend(self.c_cfg)
+        if quality and self._q_backend is None:
+            same = self._c_backend is not None and self.q_cfg == self.c_cfg
+            self._q_backend = self._c_backend if same else build_backend(self.q_cfg)
+        return self._c_backend, self._q_backend if quality else None
+
+    def _logit_scores(
+        self, instructions: list[str], responses: list[list[str]] | None
+    ) -> tuple[np.ndarray, list[list[float]] | None, dict[str, Any]]:
+        c_backend, q_backend = self._backends(responses is not None)
+        before = request_stats(c_backend, q_backend)
+        run = _Run()
+        show, sc = self.show_progress, self.sc
+        complexity = complexity_llm(instructions, c_backend, sc, run, show) if c_backend else np.empty(0)
+        quality = (
+            quality_llm(instructions, responses, q_backend, sc, run, show) if responses is not None else None
+        )
+        requests = {k: v - before.get(k, 0) for k, v in request_stats(c_backend, q_backend).items()}
+        stats = {
+            "complexity_model": c_backend.name if c_backend else None,
+            "quality_model": q_backend.name if q_backend else None,
+            "score_tokens": {"complexity": _tokens_info(c_backend), "quality": _tokens_info(q_backend)},
+            "fields_truncated": run.truncated,
+            "answers_without_score_tokens": run.missing,
+            "items": run.items,
+            "seconds": round(run.seconds, 2),
+            "prompt_tokens": run.tokens,
+            **requests,
+        }
+        return complexity, quality, stats
+
+    def columns(
+        self, instructions: list[str], responses: list[list[str]] | None
+    ) -> tuple[dict[str, list | None], dict[str, Any]]:
+        """The score columns of these rows: `complexity` and `complexity_llm` (None when complexity is not
+        scored), `quality_scores` and `quality_llm_scores` (a list per row; None without responses or
+        without an LLM quality pass), and the run's counters."""
+        llm_responses = None if self.use_head else responses  # the responses the LLM scores
+        stats: dict[str, Any] = {}
+        profile = self.profile
+        complexity_col: list | None
+        c_llm_col: list | None
+        q_llm_col: list | None
+        if self.method == "logits":
+            if self.score_complexity or llm_responses is not None:
+                c_llm, q_llm, run_stats = self._logit_scores(instructions, llm_responses)
+                stats.update(run_stats)
+            else:  # quality from the head, complexity kept: no LLM runs at all
+                c_llm, q_llm = np.empty(0), None
+            if self.use_head:
+                stats["quality_model"] = profile.quality_model
+            complexity = (
+                priors.complexity_final(c_llm, instructions, profile) if self.score_complexity else None
+            )
+            quality = None
+            if llm_responses is not None:
+                quality = [
+                    priors.quality_final(np.asarray(q), ins, resps, profile)
+                    for q, ins, resps in zip(q_llm, instructions, llm_responses)
+                ]
+            c_llm_col = [round(float(x), 4) for x in c_llm] if self.score_complexity else None
+            q_llm_col = [[round(float(x), 4) for x in q] for q in q_llm] if q_llm is not None else None
+            complexity_col = [round(float(x), 4) for x in complexity] if complexity is not None else None
+            quality_lists = (
+                [[round(float(x), 4) for x in q] for q in quality] if quality is not None else None
+            )
+        else:
+            complexity_col, quality_lists = _text_scores(
+                instructions, llm_responses, self.c_cfg, self.q_cfg, self.score_complexity
+            )
+            if not self.score_complexity:
+                complexity_col = None
+            c_llm_col = list(complexity_col) if complexity_col is not None else None
+            q_llm_col = quality_lists
+            stats["unparsed_scores"] = sum(x is None for x in complexity_col or []) + (
+                sum(x is None for q in quality_lists for x in q) if quality_lists else 0
+            )
+        if self.use_head and responses is not None:
+            from curate.models import encode
+            from curate.scoring import head
+
+            started = time.perf_counter()
+            embed = partial(encode, show_progress=self.show_progress)  # embedding is the head's long step
+            head_scores = head.quality_scores(instructions, responses, embed)
+            quality_lists = [[round(x, 4) for x in q] for q in head_scores]
+            stats["quality_head_seconds"] = round(time.perf_counter() - started, 2)
+        columns = {
+            "complexity": complexity_col,
+            "complexity_llm": c_llm_col,
+            "quality_scores": quality_lists,
+            "quality_llm_scores": q_llm_col,
+        }
+        return columns, stats
+
+
+def merge_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The counters of several scoring batches as one run's: sums, with the rates recomputed; the other
+    fields (models, score tokens) from the first batch that has them."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in SUMMED_STATS:
+                merged[key] = merged.get(key, 0) + value
+            elif merged.get(key) is None:
+                merged[key] = value
+    for key in ("seconds", "quality_head_seconds"):
+        if key in merged:
+            merged[key] = round(merged[key], 2)
+    return merged
+
+
+def _rates(stats: dict[str, Any]) -> dict[str, Any]:
+    if "items" not in stats:
+        return {}
+    seconds, tokens = stats.get("seconds") or 0, stats.get("prompt_tokens") or 0
+    return {
+        "items_per_second": round(stats["items"] / seconds, 2) if seconds else None,
+        "prompt_tokens_per_second": round(tokens / seconds, 1) if seconds and tokens else None,
+    }
 
 
 def score(
@@ -245,10 +371,8 @@ def score(
     where = source or "<dataset>"
     if len(ds) == 0:
         raise InputError(where, "no rows to score")
-    unknown = set(parts) - set(PARTS)
-    if unknown or not parts:
-        raise ValueError(f"score parts must be among {PARTS}, got {tuple(parts)}")
-    score_complexity = "complexity" in parts
+    scorer = Scorer(cfg, parts)  # resolves the scorer; models load only when it first scores
+    score_complexity = scorer.score_complexity
     if not score_complexity:
         require_columns(ds, ["complexity"], where)  # written by the complexity pass
     ins_col = _instruction_column(ds, source)
@@ -259,12 +383,7 @@ def score(
     # a conversation is scored as its last user turn, then the earlier turns (rows.scored_text)
     instructions = [scored_text({ins_col: i, "input": x}) for i, x in zip(ds[ins_col], extra)]
 
-    sc, c_cfg, q_cfg = priors.resolve_scorer(cfg)
-    method = sc.method
-    if method == "auto":
-        method = "logits" if logits_supported(c_cfg) and logits_supported(q_cfg) else "text"
-    profile = scorer_profile(sc, c_cfg, q_cfg, method)
-    use_head = sc.quality_scorer == "head"
+    method, profile, use_head = scorer.method, scorer.profile, scorer.use_head
     llm_responses = None if use_head else responses  # the responses the LLM scores
     if method == "logits" and profile.length_prior > 0:  # fail before any model runs
         priors.reference(profile, "complexity")
@@ -278,47 +397,22 @@ def score(
         "instruction_column": ins_col,
         "response_column": resp_col,
     }
-    if method == "logits":
-        if score_complexity or llm_responses is not None:
-            # the quality prompts need the instructions too: _logit_scores skips complexity by itself
-            c_llm, q_llm, run_stats = _logit_scores(
-                instructions, llm_responses, sc, c_cfg, q_cfg, score_complexity
-            )
-            stats.update(run_stats)
-        else:  # quality from the head, complexity kept: no LLM runs at all
-            c_llm, q_llm = np.empty(0), None
-        if use_head:
-            stats["quality_model"] = profile.quality_model
-        complexity = (
-            priors.complexity_final(c_llm, instructions, profile) if score_complexity else np.empty(0)
-        )
-        quality = None
-        if llm_responses is not None:
-            quality = [
-                priors.quality_final(np.asarray(q), ins, resps, profile)
-                for q, ins, resps in zip(q_llm, instructions, responses)
-            ]
-        c_llm_col: list[float | None] = [round(float(x), 4) for x in c_llm]
-        q_llm_col = [[round(float(x), 4) for x in q] for q in q_llm] if q_llm is not None else None
-        complexity_col: list[float | None] = [round(float(x), 4) for x in complexity]
-        quality_lists = [[round(float(x), 4) for x in q] for q in quality] if quality is not None else None
-    else:
-        complexity_col, quality_lists = _text_scores(
-            instructions, llm_responses, c_cfg, q_cfg, score_complexity
-        )
-        c_llm_col, q_llm_col = list(complexity_col), quality_lists
-        stats["unparsed_scores"] = sum(x is None for x in complexity_col) + (
-            sum(x is None for q in quality_lists for x in q) if quality_lists else 0
-        )
-    if use_head and responses is not None:
-        from curate.models import encode
-        from curate.scoring import head
+    if cfg.generate.ray:  # the same scorer as a distilabel step, replicated over the Ray cluster
+        from pipelines.scoring import score_on_ray
 
-        started = time.perf_counter()
-        with_bar = partial(encode, show_progress=True)  # embedding is the head's long step
-        head_scores = head.quality_scores(instructions, responses, with_bar)
-        quality_lists = [[round(x, 4) for x in q] for q in head_scores]
-        stats["quality_head_seconds"] = round(time.perf_counter() - started, 2)
+        columns, run_stats = score_on_ray(cfg, parts, instructions, responses)
+    else:
+        columns, run_stats = scorer.columns(instructions, responses)
+    stats.update(run_stats)
+    stats.update(_rates(stats))
+    if stats.get("answers_without_score_tokens"):
+        console.print(
+            f"[yellow]warning:[/] {stats['answers_without_score_tokens']} answer(s) had no score token in "
+            "the top log-probabilities; scored 3.0 as Deita does"
+        )
+    complexity_col = columns["complexity"] or []
+    c_llm_col = columns["complexity_llm"] or []
+    quality_lists, q_llm_col = columns["quality_scores"], columns["quality_llm_scores"]
     if not score_complexity:  # the complexity pass's values stay as they were
         complexity_col = list(ds["complexity"])
         c_llm_col = (
@@ -335,7 +429,7 @@ def score(
         for c, q in zip(complexity_col, quality_col)
     ]
     row_method = profile.method
-    scorer = (
+    scorer_model = (
         profile.model
         if profile.model == profile.quality_model or responses is None
         else (f"complexity: {profile.model}; quality: {profile.quality_model}")
@@ -347,7 +441,7 @@ def score(
     out = out.add_column("quality", quality_col)
     out = out.add_column("deita_score", deita)
     out = out.add_column("score_method", [row_method] * len(ds))
-    out = out.add_column("scorer_model", [scorer] * len(ds))
+    out = out.add_column("scorer_model", [scorer_model] * len(ds))
     if row_method != method:  # an ensemble: keep the pure Deita values beside the final ones
         out = out.add_column("complexity_llm", c_llm_col)
         if resp_col in MULTI_RESPONSE and q_llm_col is not None:
@@ -376,7 +470,7 @@ def score(
     stats.update(
         {
             "score_method": row_method,
-            "scorer_model": scorer,
+            "scorer_model": scorer_model,
             "complexity": summary(complexity_col),
             "quality": summary(quality_col),
             "deita_score": summary(deita),
