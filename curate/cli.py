@@ -394,7 +394,7 @@ def status(
         for level, c in (st.get("calibration") or {}).get("levels", {}).items():
             out.print(
                 f"calibration {level}: {c['agree']}/{c['votes']} = {c['agreement']} "
-                f"[{c['low']}, {c['high']}] (90% Wilson)",
+                f"[{c['low']}, {c['high']}] (90%, for its {c['unreviewed']} unreviewed)",
                 markup=False,
                 highlight=False,
             )

@@ -88,8 +88,9 @@ class LevelCalibration(TypedDict):
     votes: int  # calibration-sample records with a human decision
     agree: int  # of which the judge's decision matched it
     agreement: float
-    low: float  # 90% Wilson interval
+    low: float  # 90% interval: prediction interval for the unreviewed records' agreement
     high: float
+    unreviewed: int | None  # the level's unreviewed records the interval is about (None: the rate's)
     votes_needed: int | None  # more votes before the lower bound can reach the target; None: cannot
 
 

@@ -19,6 +19,8 @@ from curate.stages.review.calibration import (
     export_estimate,
     level_stats,
     plan,
+    prediction,
+    unreviewed_by_level,
     votes_needed,
     wilson,
 )
@@ -216,6 +218,12 @@ def test_auto_accept_uses_only_the_calibration_sample_and_the_lower_bound(pandal
     judged = [d for d in out.exported if d.decided_by == "judge"]
     ok = {lv for lv, s in out.calibration["levels"].items() if s["low"] >= 0.7}
     assert ok and judged
+    # each level's interval is about its unreviewed records, counted by hand
+    pending = unreviewed_by_level(records)
+    for level, s in out.calibration["levels"].items():
+        by_hand = sum(p["judge_confidence"] == level and p["id"] not in reviewed for p in pairs)
+        assert s["unreviewed"] == pending[level] == by_hand
+        assert (s["low"], s["high"]) == pytest.approx(prediction(s["agree"], s["votes"], by_hand), abs=1e-4)
     assert all(by_id[d.record["id"]]["judge_confidence"] in ok for d in judged)
     assert all(d.record["id"] not in reviewed for d in judged)
     assert all(
@@ -234,6 +242,42 @@ def test_auto_accept_uses_only_the_calibration_sample_and_the_lower_bound(pandal
     none = decide_records(records, strict)
     assert none.accounting["records"]["exported_by_judge"] == 0
     assert none.calibration["needed"] and "unreviewed_below_target" in none.accounting["records"]["excluded"]
+
+
+def test_prediction_interval_is_about_the_unreviewed_records():
+    assert prediction(30, 40, None) == wilson(30, 40) and prediction(0, 0, 10) == (0.0, 1.0)
+    lo, hi = prediction(30, 40, 40)
+    rate_lo, rate_hi = wilson(30, 40)
+    assert lo < rate_lo and hi > rate_hi  # the 40 unreviewed records add their own sampling noise
+    assert prediction(30, 40, 10**9) == pytest.approx(wilson(30, 40), abs=1e-6)
+    # more votes the level needs, each taking one of its unreviewed records: none when they run out
+    more = votes_needed(90, 100, 0.85, unreviewed=500)
+    assert more and prediction(round(0.9 * (100 + more)), 100 + more, 500 - more)[0] >= 0.85
+    assert votes_needed(90, 100, 0.85, unreviewed=5) is None
+
+
+def test_prediction_interval_covers_the_unreviewed_agreement_on_real_votes(pandalm):
+    """Over repeated random samples of PandaLM's `agree` level, the interval covers the agreement of
+    the level's unreviewed records (with annotator 1) about 90% of the time; the rate's Wilson
+    interval, which ignores those records' own noise, covers it less often."""
+    rows, items = pandalm
+    pairs, _ = to_pairs(rows, seed=0)
+    votes_of = {i + 1: CODE[str(it["annotator1"])] for i, it in enumerate(items)}
+    hits = [p["judge_decision"] == votes_of[p["row"]] for p in pairs if p["judge_confidence"] == "agree"]
+    import random
+
+    covered = {"prediction": 0, "rate": 0}
+    seeds, n = 400, 150
+    for seed in range(seeds):
+        order = random.Random(seed).sample(range(len(hits)), len(hits))
+        k, rest = sum(hits[i] for i in order[:n]), [hits[i] for i in order[n:]]
+        actual = sum(rest) / len(rest)
+        lo, hi = prediction(k, n, len(rest))
+        covered["prediction"] += lo <= actual <= hi
+        lo, hi = wilson(k, n)
+        covered["rate"] += lo <= actual <= hi
+    assert 0.86 <= covered["prediction"] / seeds <= 0.95
+    assert covered["rate"] < covered["prediction"]
 
 
 def test_export_estimate_weights_levels():

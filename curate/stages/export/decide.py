@@ -22,6 +22,7 @@ from curate.stages.review.calibration import (
     export_estimate,
     judge_of,
     level_stats,
+    unreviewed_by_level,
     votes_needed,
 )
 from curate.stages.review.pull import decide, submitted, votes
@@ -107,7 +108,8 @@ def decide_records(records: list[dict[str, Any]], cfg: Config) -> Decisions:
     resp_exported = 0
     by_judge = 0
     target = ex.auto_accept_min_agreement
-    stats = level_stats(calibration_observations(records, ex), target) if ex.auto_accept else {}
+    pending = unreviewed_by_level(records) if ex.auto_accept else Counter()
+    stats = level_stats(calibration_observations(records, ex), target, pending) if ex.auto_accept else {}
     judged_levels: Counter[str] = Counter()
     unreviewed_levels: Counter[str] = Counter()
     for record in records:
@@ -189,7 +191,7 @@ def decide_records(records: list[dict[str, Any]], cfg: Config) -> Decisions:
             "target": target,
             "levels": stats,
             "needed": {  # level -> more calibration votes it needs (None: cannot reach the target)
-                lv: stats[lv]["votes_needed"] if lv in stats else votes_needed(0, 0, target)
+                lv: stats[lv]["votes_needed"] if lv in stats else votes_needed(0, 0, target, pending[lv])
                 for lv in sorted(unreviewed_levels)
                 if lv not in NEVER_ACCEPTED and (lv not in stats or stats[lv]["low"] < target)
             },

@@ -5,10 +5,12 @@ accepted at, proportional allocation with at least one record per level) comes f
 first. Every choice is a hash of (seed, record id), so the same records get the same plan on every push.
 
 Calibration: per confidence level, the share of calibration-sample votes where the judge's decision
-equals the human decision (a human tie against a judge pick is a disagreement), with a 90% Wilson
-interval. Only the calibration sample is used: within a level it is a uniform random sample, so the
-estimate is unbiased for the level's unreviewed records; the records reviewed after it were chosen
-for low confidence and are left out of the estimate.
+equals the human decision (a human tie against a judge pick is a disagreement). The 90% interval is
+about what auto-accept exports: the agreement of the level's unreviewed records, a finite set with
+its own sampling noise, so it is a prediction interval (Wilson at the effective size n m / (n + m) for
+n votes and m unreviewed records; plain Wilson for the level's rate when m is not known). Only the
+calibration sample is used: it is drawn at random within each level before any vote, so no choice
+made by people or by earlier votes (a reviewer picking records, a re-plan) can enter the estimate.
 
 Auto-accept: an unreviewed record is decided by the judge only when the lower bound of its level's
 interval is >= the target, and never on a judge tie.
@@ -114,15 +116,36 @@ def wilson(k: int, n: int, z: float = Z90) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def votes_needed(k: int, n: int, target: float, limit: int = 100_000) -> int | None:
+def prediction(k: int, n: int, unreviewed: int | None, z: float = Z90) -> tuple[float, float]:
+    """Interval for the agreement over `unreviewed` further records of a level whose sample agreed on
+    k of n: Wilson at the effective size n m / (n + m), since the estimate and the m records each carry
+    sampling noise; the rate's Wilson interval when `unreviewed` is None; (0, 1) with no votes."""
+    if n == 0:
+        return 0.0, 1.0
+    if not unreviewed:
+        return wilson(k, n, z)
+    n_eff = n * unreviewed / (n + unreviewed)
+    p = k / n
+    centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff * n_eff)) / (1 + z * z / n_eff)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def votes_needed(
+    k: int, n: int, target: float, unreviewed: int | None = None, limit: int = 100_000
+) -> int | None:
     """More votes the level needs before its lower bound can reach `target`, if the agreement stays at
-    its current rate (1 with no votes yet); None when that rate is not above the target."""
+    its current rate (1 with no votes yet), each vote taking one of its `unreviewed` records; None when
+    that rate is not above the target or the unreviewed records run out first."""
     rate = k / n if n else 1.0
     if rate <= target:
         return None
     for m in range(limit):
         total = n + m
-        if total and wilson(round(rate * total), total)[0] >= target:
+        rest = None if unreviewed is None else unreviewed - m
+        if rest is not None and rest <= 0:
+            return None
+        if total and prediction(round(rate * total), total, rest)[0] >= target:
             return m
     return None
 
@@ -132,8 +155,14 @@ def agrees(judge: str | None, human: str) -> bool:
     return judge is not None and judge == human
 
 
-def level_stats(observations: Iterable[tuple[str, bool]], target: float) -> dict[str, LevelCalibration]:
-    """Per level, from (level, judge agreed with the human decision) of calibration-sample records."""
+def level_stats(
+    observations: Iterable[tuple[str, bool]],
+    target: float,
+    unreviewed: Mapping[str, int] | None = None,
+) -> dict[str, LevelCalibration]:
+    """Per level, from (level, judge agreed with the human decision) of calibration-sample records; with
+    `unreviewed` (level -> unreviewed records, `unreviewed_by_level`) the interval is the prediction
+    interval for those records' agreement."""
     n: Counter[str] = Counter()
     k: Counter[str] = Counter()
     for level, agreed in observations:
@@ -141,17 +170,28 @@ def level_stats(observations: Iterable[tuple[str, bool]], target: float) -> dict
         k[level] += bool(agreed)
     out: dict[str, LevelCalibration] = {}
     for level in sorted(n, key=LEVELS.index):
-        low, high = wilson(k[level], n[level])
+        m = None if unreviewed is None else unreviewed.get(level, 0)
+        low, high = prediction(k[level], n[level], m)
         out[level] = {
             "votes": n[level],
             "agree": k[level],
             "agreement": round(k[level] / n[level], 4),
             "low": round(low, 4),
             "high": round(high, 4),
+            "unreviewed": m,
             "votes_needed": 0
             if low >= target
-            else (None if level in NEVER_ACCEPTED else votes_needed(k[level], n[level], target)),
+            else (None if level in NEVER_ACCEPTED else votes_needed(k[level], n[level], target, m)),
         }
+    return out
+
+
+def unreviewed_by_level(records: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Level -> records without any submitted or discarded response (what auto-accept may export)."""
+    out: Counter[str] = Counter()
+    for record in records:
+        if not any(r["status"] in ("submitted", "discarded") for r in record["responses"]):
+            out[record["metadata"].get("judge_confidence") or "none"] += 1
     return out
 
 
@@ -210,6 +250,10 @@ def calibration_observations(records: list[dict[str, Any]], ex: Any) -> list[tup
     return out
 
 
+INTERVAL = (
+    "90% prediction interval for the agreement of the level's unreviewed records (Wilson at the "
+    "effective size n m / (n + m): n sample votes, m unreviewed records)"
+)
 ESTIMATE_FROM = (
     "the calibration sample only (records pushed with calibration_sample=yes): a uniform random sample "
     "within each confidence level, so each level's agreement is estimated without bias"
@@ -222,12 +266,13 @@ def calibration_report(
     """`curate calibrate`: per level, the judge's agreement with the human decisions of the sample."""
     sample = [r for r in records if r["metadata"].get("calibration_sample") == "yes"]
     obs = calibration_observations(records, ex)
+    unreviewed = unreviewed_by_level(records)
     return {
         "dataset": dataset,
         "target": target,
-        "interval": "90% Wilson score interval",
+        "interval": INTERVAL,
         "estimate_from": ESTIMATE_FROM,
         "sample_records": len(sample),
         "sample_decided": len(obs),
-        "levels": level_stats(obs, target),
+        "levels": level_stats(obs, target, unreviewed),
     }
