@@ -277,49 +277,51 @@ def second_encoder(cfg) -> str:
 def test_a_run_dedups_against_the_review_dataset_it_pushes_to(
     shared_data: Path, argilla_server, tmp_path: Path, tiny_config
 ) -> None:
-    """What `curate run` does before its dedup stage: the review dataset, once it has records, is a
-    reference (a near-duplicate of a pair already pushed is removed, through its stored vector), and the
-    stage key follows the records others push, not the ones this run pushed itself."""
-    from datasets import Dataset
+    """`curate run` (to its dedup stage, from the user's instructions): the review dataset, once it has
+    records, is a reference (a near-duplicate of a pair already pushed is removed, through its stored
+    vector); a re-run skips the dedup while only this run's own rounds are there, and redoes it once
+    someone else pushed a round."""
     from review_helpers import server_config, unique
 
-    from curate.run import dedup_config, review_reference, stage_key, stage_named
-    from curate.stages import dedup as dedup_stage
+    from curate.run import dedup_config, review_reference, run_stages, stage_named
     from curate.stages.review.push import push
 
     # the embedded server is not started for it when its data dir holds no database yet
     assert review_reference(tiny_config) is None
     assert not (tmp_path / "argilla").exists()
 
-    name, ws = unique("run-ref"), unique("ws")
-    cfg = server_config(argilla_server, tmp_path, argilla={"dataset": name, "workspace": ws})
-    run_dir = tmp_path / "runs" / "default"
-    dedup = stage_named("dedup")
-    plain, state0 = dedup_config(cfg, run_dir)
-    assert plain.dedup.against == [] and state0 == {}  # nothing pushed yet: no reference
-
     rows = _pandalm_pairs(shared_data, 12)
-    push(rows[:6], cfg, name, ws, source=run_dir / "07-select")  # this run's first round
-    stage_cfg, state1 = dedup_config(cfg, run_dir)
-    label = f"argilla:{ws}/{name}"
-    assert stage_cfg.dedup.against == [label] and cfg.dedup.against == []
-    # only this run's own round is there: the key is the one the finished run has, so it is skipped
-    assert stage_key(cfg, dedup, "in", state1) == stage_key(cfg, dedup, "in", state0)
-
     near = {"instruction": rows[4]["instruction"].replace(".", ", please.", 1), "input": rows[4]["input"]}
     new = [near, *({"instruction": r["instruction"], "input": r["input"]} for r in rows[6:10])]
-    result = dedup_stage.run(stage_cfg, Dataset.from_list(new))
-    ref = result.stats["references"][0]
+    name, ws = unique("run-ref"), unique("ws")
+    cfg = server_config(
+        argilla_server,
+        tmp_path,
+        argilla={"dataset": name, "workspace": ws},
+        run={"name": "round2", "input": str(_jsonl(tmp_path, new))},
+    )
+    run_dir = tmp_path / "runs" / "round2"
+    plain, state = dedup_config(cfg, run_dir)
+    assert plain.dedup.against == [] and state == {}  # nothing pushed yet: no reference
+
+    push(rows[:6], cfg, name, ws, source=run_dir / "07-select")  # as this run's push stage would
+    dedup = stage_named("dedup").name
+    first = run_stages(cfg, run_dir, until="dedup")["stages"][dedup]
+    label = f"argilla:{ws}/{name}"
+    ref = first["stats"]["references"][0]
     assert (ref["reference"], ref["removed"], ref["embeddings"], ref["stored_vectors"]) == (
         label,
         1,
         "stored",
         6,
     )
-    removed = result.splits["removed"]
+    removed = read_rows(run_dir / dedup, split="removed")
     assert removed["duplicate_source"] == [label] and removed["dedup_match"] == ["semantic"]
-    assert removed["instruction"] == [near["instruction"]] and len(result.rows) == 4
+    assert removed["instruction"] == [near["instruction"]] and first["rows_out"] == 4
 
+    again = run_stages(cfg, run_dir, until="dedup")["stages"][dedup]  # only its own round there: skipped
+    assert again["output_id"] == first["output_id"]
     push(rows[10:12], cfg, name, ws, source=tmp_path / "elsewhere")  # a round pushed by someone else
-    _, state2 = dedup_config(cfg, run_dir)
-    assert stage_key(cfg, dedup, "in", state2) != stage_key(cfg, dedup, "in", state1)  # the dedup is redone
+    redone = run_stages(cfg, run_dir, until="dedup")["stages"][dedup]
+    assert redone["output_id"] != first["output_id"]
+    assert redone["stats"]["references"][0]["rows"] == 8
