@@ -250,10 +250,7 @@ def calibration_observations(records: list[dict[str, Any]], ex: Any) -> list[tup
     return out
 
 
-INTERVAL = (
-    "90% prediction interval for the agreement of the level's unreviewed records (Wilson at the "
-    "effective size n m / (n + m): n sample votes, m unreviewed records)"
-)
+INTERVAL = "90% prediction interval for the unreviewed records (Wilson, effective size n m / (n + m))"
 ESTIMATE_FROM = (
     "the calibration sample only (records pushed with calibration_sample=yes): a uniform random sample "
     "within each confidence level, so each level's agreement is estimated without bias"
