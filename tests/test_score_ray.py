@@ -26,7 +26,7 @@ def test_cli_score_on_a_local_ray_head_equals_in_process(
 
     alpaca = json.loads((shared_data / "instructions" / "alpaca" / "alpaca_en_demo.json").read_text())
     usable = [r for r in alpaca if r["output"].strip()]
-    rows = usable[:4] + [next(r for r in usable if r["input"].strip())]
+    rows = [*usable[:4], next(r for r in usable if r["input"].strip())]
     assert any(r["input"] for r in rows)  # an Alpaca `input` is joined to its instruction on both paths
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -66,4 +66,6 @@ def test_cli_score_on_a_local_ray_head_equals_in_process(
     assert stats["items"] == in_process["items"] == 5  # one complexity pass per row; the head does quality
     assert stats["complexity_model"] == in_process["complexity_model"]
     log = out.with_name(out.name + ".log").read_text()
-    assert "RayPipeline" in log or "Ray" in log  # distilabel's lines went to the command's log file
+    # distilabel's lines, the replica's included, went to the command's log file, not the console
+    assert "Ray nodes" in log and "Step 'score' sending batch" in log, log[-3000:]
+    assert "sending batch" not in result.output
