@@ -53,6 +53,13 @@ class LLMConfig(Section):
         description="Hosted providers: requests in flight at once per generation step (also bounded by "
         "the stage's batch_size).",
     )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="llamacpp: sequences decoded at once in one llama.cpp context (a generation step's "
+        "batch, inputs x generations, in parallel); 1 decodes one at a time. See the README's figures.",
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra kwargs for the distilabel LLM.")
 
 

@@ -210,19 +210,26 @@ def task_llm(
     generate (`agenerate` for the async, hosted ones) does not take go to its catch-all when it has one
     (llama.cpp's `extra_generation_kwargs`, an OpenAI-compatible server's `extra_body`, vLLM's
     `extra_sampling_params`), else they are an error naming the key. `assistant_prefix` (llama.cpp only;
-    hosted chat APIs ignore it) starts every answer with the given text.
+    hosted chat APIs ignore it) starts every answer with the given text. llama.cpp with `parallel` > 1
+    decodes each generate call's sequences at once (`BatchedGGUFChatLlamaCppLLM`).
     """
-    if cfg.provider == "llamacpp" and (magpie_template is not None or assistant_prefix):
-        llm: LLM = GGUFChatLlamaCppLLM(
-            model_path=str(llm_model_path(cfg)),
-            n_ctx=cfg.n_ctx,
-            n_gpu_layers=cfg.extra.get("n_gpu_layers", 0),
-            verbose=cfg.extra.get("verbose", False),
-            extra_kwargs={k: v for k, v in cfg.extra.items() if k not in {"n_gpu_layers", "verbose"}},
-            use_magpie_template=magpie_template is not None,
-            magpie_pre_query_template=magpie_template,
-            assistant_prefix=assistant_prefix,
-        )
+    if cfg.provider == "llamacpp" and (magpie_template is not None or assistant_prefix or cfg.parallel > 1):
+        gguf: dict[str, Any] = {
+            "model_path": str(llm_model_path(cfg)),
+            "n_ctx": cfg.n_ctx,
+            "n_gpu_layers": cfg.extra.get("n_gpu_layers", 0),
+            "verbose": cfg.extra.get("verbose", False),
+            "extra_kwargs": {k: v for k, v in cfg.extra.items() if k not in {"n_gpu_layers", "verbose"}},
+            "use_magpie_template": magpie_template is not None,
+            "magpie_pre_query_template": magpie_template,
+            "assistant_prefix": assistant_prefix,
+        }
+        if cfg.parallel > 1:  # all of a step's batch decoded at once (pipelines/batched_llm.py)
+            from pipelines.batched_llm import BatchedGGUFChatLlamaCppLLM
+
+            llm: LLM = BatchedGGUFChatLlamaCppLLM(**gguf, parallel=cfg.parallel)
+        else:
+            llm = GGUFChatLlamaCppLLM(**gguf)
     elif magpie_template is not None:
         check_magpie_provider(cfg)
         llm = build_llm(cfg, use_magpie_template=True, magpie_pre_query_template=magpie_template)
