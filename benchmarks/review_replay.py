@@ -15,7 +15,8 @@ curate's plan with/without auto-accept. Printed per setting, as the mean over se
 vote, agreement of the export with the reference, and for auto-accepted pairs the estimated vs actual
 agreement with a reviewer's vote (actual: the mean over the recorded annotators, on the pairs that
 were auto-accepted), how often the 90% interval covered it, over the replays that auto-accepted
-anything, and the share of replays that did (`acc`).
+anything, the share of replays that did (`acc`), and of those the share in which every auto-accepted
+level's pairs agreed at least at the target (`held`: the claim the lower bound makes).
 
     .venv/bin/python benchmarks/review_replay.py [--seeds 100] [--min-agreement 0.75]
 """
@@ -170,12 +171,14 @@ def replay(
     by_id = {p["id"]: p for p in pairs}
     right = 0
     judged_hits: list[float] = []
+    by_level: dict[str, list[float]] = {}
     for d in decisions.exported:
         pair = by_id[d.record["id"]]
         truth = votes[pair["row"]]
         right += shown_label(pair, majority(truth)) == d.label
         if d.decided_by == "judge":
             judged_hits.append(sum(shown_label(pair, v) == d.label for v in truth) / len(truth))
+            by_level.setdefault(pair["judge_confidence"], []).append(judged_hits[-1])
     out: dict[str, Any] = {
         "votes": n_votes,
         "exported": len(decisions.exported),
@@ -192,6 +195,8 @@ def replay(
                 "estimated": judged["agreement"],
                 "actual": actual,
                 "covered": judged["low"] <= actual <= judged["high"],
+                # auto-accept's own claim: every accepted level's pairs agree at least at the target
+                "held": all(sum(h) / len(h) >= min_agreement for h in by_level.values()),
             }
         )
     return out
@@ -220,7 +225,7 @@ def main() -> None:
         print(f"\n## {name}: {len(pairs)} pairs ({len(rejected)} rows rejected by to_pairs); levels {levels}")
         print(
             f"{'budget':>6} {'setting':<18} {'votes':>5} {'exported':>8} {'per vote':>8} {'agree':>6} "
-            f"{'judged':>6} {'est':>6} {'actual':>6} {'|e-a|':>6} {'cover':>6} {'acc':>6}"
+            f"{'judged':>6} {'est':>6} {'actual':>6} {'|e-a|':>6} {'cover':>6} {'acc':>6} {'held':>6}"
         )
         settings = [(1.0, "all", False)] + [
             (b, order, auto)
@@ -243,7 +248,8 @@ def main() -> None:
                 f"{fmt(mean([r['estimated'] for r in est])):>6} {fmt(mean([r['actual'] for r in est])):>6} "
                 f"{fmt(mean([abs(r['estimated'] - r['actual']) for r in est])):>6} "
                 f"{fmt(mean([float(r['covered']) for r in est]) if est else None, 2):>6} "
-                f"{len(est) / len(runs):>6.2f}"
+                f"{len(est) / len(runs):>6.2f} "
+                f"{fmt(mean([float(r['held']) for r in est]) if est else None, 2):>6}"
             )
 
 
