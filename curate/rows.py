@@ -215,6 +215,16 @@ def prompt_text(row: Mapping[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else messages_text(prompt)
 
 
+def last_turn_text(row: Mapping[str, Any]) -> str | None:
+    """The last user turn of a conversation (the question its responses answer); None for a text or a
+    one-turn chat, whose `prompt_text` is that question already."""
+    prompt = prompt_of(row)
+    if not is_multi_turn(prompt):
+        return None
+    assert isinstance(prompt, list)
+    return prompt[-1]["content"]
+
+
 def scored_text(row: Mapping[str, Any]) -> str:
     """What the Deita scorers read of a row's prompt: `prompt_text` of a text or a one-turn chat; of a
     conversation, the last user turn first, then the turns before it, newest first. The scorers keep the

@@ -250,6 +250,7 @@ class DedupStats(TypedDict, total=False):
     clusters_with_duplicates: int
     largest_cluster: int
     similar_pairs: int
+    conversation_pairs_split: int  # similar conversations whose last user turns differ
     reference_duplicates: int  # rows that duplicate a row of a reference (dedup.against)
     contaminated: int  # rows that contain a benchmark prompt (dedup.decontaminate)
     references: list[

@@ -112,6 +112,47 @@ def test_dedup_compares_whole_conversations(shared_data: Path):
     assert same_last_other_history["prompt"] in kept_prompts  # same last turn, other history: kept
 
 
+def oasst_follow_ups(shared_data: Path, groups: int) -> list[dict]:
+    """Follow-up questions from OASST trees that share a whole history: the user turns that answer the
+    same assistant reply, each after that conversation."""
+    out: list[dict] = []
+
+    def walk(node: dict, history: list[dict]) -> None:
+        turns = [*history, {"role": ROLE[node["role"]], "content": node["text"]}]
+        follow_ups = [r for r in node.get("replies", []) if r["role"] == "prompter"]
+        if node["role"] == "assistant" and len(follow_ups) >= 2 and len(out) < groups:
+            out.append([{"prompt": [*turns, {"role": "user", "content": r["text"]}]} for r in follow_ups])
+        for reply in node.get("replies", []):
+            walk(reply, turns)
+
+    for line in (shared_data / OASST).read_text().splitlines():
+        walk(json.loads(line)["prompt"], [])
+        if len(out) >= groups:
+            break
+    return [row for group in out for row in group]
+
+
+def test_follow_ups_that_share_a_history_are_not_duplicates(shared_data: Path):
+    """Conversations that differ only in their last user turn embed close together (the shared history
+    dominates): dedup removes one only if its last turn is a near-duplicate too."""
+    rows = oasst_follow_ups(shared_data, groups=6)
+    result = curate.dedup(Dataset.from_list(rows), threshold=0.9)
+    stats = result.stats
+    assert stats["conversation_pairs_split"] >= 1, stats  # whole conversations alike, questions not
+    kept = {r["id"]: r for r in result.rows}
+    removed = result.splits["removed"]
+    if len(removed):  # any row still removed asks what its kept row asks
+        from curate.embeddings import embed
+
+        pairs = [
+            (r["prompt"][-1]["content"], kept[r["duplicate_of"]]["prompt"][-1]["content"]) for r in removed
+        ]
+        left = embed([a for a, _ in pairs], curate.make_config().embeddings, "test")
+        right = embed([b for _, b in pairs], curate.make_config().embeddings, "test")
+        assert ((left * right).sum(axis=1) >= 0.9).all()
+    assert len(result.rows) + len(removed) == len(rows)
+
+
 BAD = [  # (row, field, message): each written after two good rows and a blank line
     ({"prompt": [{"role": "prompter", "content": "hi"}]}, "prompt[0].role", "unknown role 'prompter'"),
     ({"prompt": [{"content": "hi"}]}, "prompt[0].role", "chat message without a role"),

@@ -35,6 +35,7 @@ from curate.rows import (
     PROMPT_COLUMNS,
     RESPONSE_COLUMNS,
     as_score,
+    last_turn_text,
     prompt_text,
     responses_of,
     row_ids,
@@ -297,6 +298,37 @@ def _preference(scores: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- dedup
 
 
+def _same_question(
+    ds: Dataset,
+    cfg: DedupConfig,
+    emb: EmbeddingConfig,
+    rep_row: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep only the similar pairs that also ask the same question: where either side is a conversation,
+    its last user turn must reach the threshold too. Follow-ups that share a long history embed close
+    together although they ask different things; a text row's question is its whole prompt.
+    Returns the kept pairs and how many were split."""
+    if cfg.column is not None or not len(a) or not any(c in ds.column_names for c in PROMPT_COLUMNS):
+        return a, b, 0
+    wanted = [c for c in (*PROMPT_COLUMNS, "input") if c in ds.column_names]
+    rows = ds.select_columns(wanted)
+    involved = np.unique(np.concatenate([a, b]))
+    last = {int(g): last_turn_text(rows[int(rep_row[g])]) for g in involved}
+    multi = np.array([last[int(x)] is not None or last[int(y)] is not None for x, y in zip(a, b)])
+    if not multi.any():
+        return a, b, 0
+    needed = np.unique(np.concatenate([a[multi], b[multi]]))
+    questions = [last[int(g)] or prompt_text(rows[int(rep_row[g])]) for g in needed]
+    vectors = embed(questions, emb, f"embedding {len(needed)} last turns")
+    index = {int(g): i for i, g in enumerate(needed)}
+    same = np.ones(len(a), dtype=bool)
+    for k in np.nonzero(multi)[0]:
+        same[k] = float(vectors[index[int(a[k])]] @ vectors[index[int(b[k])]]) >= cfg.threshold
+    return a[same], b[same], int((~same).sum())
+
+
 @contextmanager
 def _timer(stats: dict[str, float], key: str) -> Iterator[None]:
     t0 = time.perf_counter()
@@ -360,6 +392,7 @@ def dedup(
         backend = "faiss" if n_groups >= cfg.ann_min_rows else "exact"
     with _timer(timings, "search_s"):
         a, b, _ = similar_pairs(rep_vectors, cfg.threshold, backend)
+    a, b, split_conversations = _same_question(ds, cfg, emb, rep_row, a, b)
 
     # 4. clusters = connected components; each keeps its best row
     with _timer(timings, "cluster_s"):
@@ -431,6 +464,7 @@ def dedup(
         "clusters_with_duplicates": int((size > 1).sum()),
         "largest_cluster": int(size.max()),
         "similar_pairs": len(a),
+        "conversation_pairs_split": split_conversations,
         "reference_duplicates": by_kind["reference"],
         "contaminated": by_kind["contamination"],
         "references": [
