@@ -5,12 +5,16 @@ DAG (one chain, so every column of a row stays with its instruction):
        >> collect_generations >> ultrafeedback
 
 Response i uses `generate.preferences.generators[i]` (default: the main `llm`) with sampling settings
-`generation_params[i]` (both cycled). The judge's ratings are parsed robustly (ultrafeedback.py).
+`generation_params[i]` (both cycled). The judge's ratings are parsed robustly (ultrafeedback.py). With
+`judge_both_orders` a second UltraFeedback step (`ultrafeedback_swapped`) judges the responses in
+reverse order, after the first.
 
 Output rows (contract): the instruction's columns (its id as `instruction_id`, its generation params as
 `instruction_generation_params`), id = row_id(instruction, generations), generations,
 generation_models, generation_params (one JSON per response), ratings (1..5 or None), rationales,
-judge_raw, judge_model.
+judge_raw, judge_model; ratings_swapped, rationales_swapped (in the responses' order as given) and
+judge_raw_swapped (about the reversed order) from the swapped pass, None without `judge_both_orders`.
+`judge_generations` runs the judge alone on rows that already have their responses.
 """
 
 import json
@@ -49,6 +53,9 @@ FEATURES = Features(
         "rationales": Sequence(Value("string")),
         "judge_raw": Value("string"),
         "judge_model": Value("string"),
+        "ratings_swapped": Sequence(Value("int64")),
+        "rationales_swapped": Sequence(Value("string")),
+        "judge_raw_swapped": Value("string"),
     }
 )
 # Rough size of UltraFeedback's prompt without the responses, in tokens (template + system + instruction).
@@ -100,16 +107,47 @@ def _judge_cfg(cfg: Config) -> LLMConfig:
     return cfg.generate.preferences.judge or cfg.llm
 
 
+def _judge_steps(cfg: Config, num_generations: int) -> list[Step]:
+    """ultrafeedback [, ultrafeedback_swapped]: the judge in the given order, then in reverse order."""
+    pcfg = cfg.generate.preferences
+    judge_cfg = _judge_cfg(cfg)
+    judge_params = generation_kwargs(judge_cfg)
+    # Clip each response so that the judge's prompt and answer fit its context window.
+    room = judge_cfg.n_ctx - _JUDGE_PROMPT_TOKENS - judge_params["max_new_tokens"]
+    max_chars = max(200, 3 * room // num_generations)
+    # Imported here: ultrafeedback.py subclasses a distilabel task, keep import cost where it's used.
+    from pipelines.ultrafeedback import JUDGE_PREFIX, RobustUltraFeedback
+
+    return [
+        RobustUltraFeedback(
+            name=name,
+            llm=task_llm(judge_cfg, assistant_prefix=JUDGE_PREFIX),
+            aspect=pcfg.aspect,
+            max_chars_per_generation=max_chars,
+            reverse=reverse,
+            input_batch_size=pcfg.batch_size,
+        )
+        for name, reverse in _judge_step_names(cfg)
+    ]
+
+
+def _judge_step_names(cfg: Config) -> list[tuple[str, bool]]:
+    both = cfg.generate.preferences.judge_both_orders
+    return [("ultrafeedback", False)] + ([("ultrafeedback_swapped", True)] if both else [])
+
+
+def _chain(previous: Step, steps: list[Step]) -> None:
+    for step in steps:
+        previous >> step
+        previous = step
+
+
 def _pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
-    """load >> generate_i [>> evol_quality_i] ... >> collect_generations >> ultrafeedback."""
+    """load >> generate_i [>> evol_quality_i] ... >> collect_generations >> ultrafeedback [>> swapped]."""
     pcfg = cfg.generate.preferences
     plan = _plan(cfg)
     judge_cfg = _judge_cfg(cfg)
     bs = pcfg.batch_size
-    judge_params = generation_kwargs(judge_cfg)
-    # Clip each response so that the judge's prompt and answer fit its context window.
-    room = judge_cfg.n_ctx - _JUDGE_PROMPT_TOKENS - judge_params["max_new_tokens"]
-    max_chars = max(200, 3 * room // len(plan))
 
     llm_cfgs = [c for c, _ in plan] + [judge_cfg]
     with make_pipeline(cfg, "preferences", llm_cfgs) as pipeline:
@@ -140,19 +178,56 @@ def _pipeline(cfg: Config, inputs: list[dict[str, Any]]) -> Pipeline:
             evol_quality=pcfg.evol_quality,
             input_batch_size=bs,
         )
-        # Imported here: ultrafeedback.py subclasses a distilabel task, keep import cost where it's used.
-        from pipelines.ultrafeedback import JUDGE_PREFIX, RobustUltraFeedback
-
-        judge = RobustUltraFeedback(
-            name="ultrafeedback",
-            llm=task_llm(judge_cfg, assistant_prefix=JUDGE_PREFIX),
-            aspect=pcfg.aspect,
-            max_chars_per_generation=max_chars,
-            input_batch_size=bs,
-        )
-        previous >> collect >> judge
+        _chain(previous, [collect, *_judge_steps(cfg, len(plan))])
 
     return pipeline
+
+
+def _judge_pipeline(cfg: Config, inputs: list[dict[str, Any]], num_generations: int) -> Pipeline:
+    """load >> ultrafeedback [>> ultrafeedback_swapped], for rows that have their responses."""
+    with make_pipeline(cfg, "judge", [_judge_cfg(cfg)]) as pipeline:
+        load = LoadDataFromDicts(name="load", data=inputs, batch_size=cfg.generate.preferences.batch_size)
+        _chain(load, _judge_steps(cfg, num_generations))
+    return pipeline
+
+
+def judge_generations(cfg: Config, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The judge's columns (ratings, rationales, judge_raw, the `_swapped` ones with `judge_both_orders`,
+    judge_model) for rows of `instruction` + `generations` (same count in every row), in input order."""
+    if not rows:
+        return []
+    n = len(rows[0]["generations"])
+    if any(len(r["generations"]) != n for r in rows):
+        raise ValueError("judge_generations: every row needs the same number of generations")
+    inputs = [
+        {"instruction": r["instruction"], "generations": list(r["generations"]), "_i": i}
+        for i, r in enumerate(rows)
+    ]
+    judge_cfg = _judge_cfg(cfg)
+    totals = {
+        name: batches(len(inputs), cfg.generate.preferences.batch_size) for name, _ in _judge_step_names(cfg)
+    }
+    out, _ = run_llm_pipeline(partial(_judge_pipeline, cfg, inputs, n), cfg, totals, [judge_cfg])
+    by_index = {row["_i"]: row for row in out}
+    return [
+        {**rows[i], **_judge_columns(by_index[i], n), "judge_model": llm_name(judge_cfg)}
+        for i in range(len(rows))
+    ]
+
+
+def _judge_columns(row: dict[str, Any], n: int) -> dict[str, Any]:
+    """ratings / rationales / judge_raw and their `_swapped` twins (None when that pass did not run)."""
+    out: dict[str, Any] = {}
+    for suffix in ("", "_swapped"):
+        judged = not suffix or f"judge_raw{suffix}" in row  # the first pass always runs
+        ratings = _ratings(row.get(f"ratings{suffix}"), n) if judged else None
+        rationales = list(row.get(f"rationales{suffix}") or [None] * n)[:n] if judged else None
+        if rationales is not None:
+            rationales += [None] * (n - len(rationales))
+        out[f"ratings{suffix}"] = ratings
+        out[f"rationales{suffix}"] = rationales
+        out[f"judge_raw{suffix}"] = (row.get(f"judge_raw{suffix}") or "") if judged else None
+    return out
 
 
 def generate_preferences(
@@ -190,14 +265,14 @@ def generate_preferences(
     totals = {f"generate_{i}": n_batches for i in range(len(plan))}
     if pcfg.evol_quality:
         totals |= {f"evol_quality_{i}": n_batches for i in range(len(plan))}
-    totals["ultrafeedback"] = n_batches
+    totals |= {name: n_batches for name, _ in _judge_step_names(cfg)}
     out, requests = run_llm_pipeline(
         partial(_pipeline, cfg, inputs), cfg, totals, [c for c, _ in plan] + [judge_cfg]
     )
 
     counts: Counter[str] = Counter()
     rows = []
-    llm_steps = [f"generate_{i}" for i in range(len(plan))] + ["ultrafeedback"]
+    llm_steps = [f"generate_{i}" for i in range(len(plan))] + [n for n, _ in _judge_step_names(cfg)]
     llm_steps += [f"evol_quality_{i}" for i in range(len(plan))] if pcfg.evol_quality else []
     for row in out:
         # every row's generated tokens count, also those of rows dropped below: they were paid for
@@ -216,11 +291,13 @@ def generate_preferences(
             # A preference needs two different responses; empty or identical ones teach nothing.
             counts["dropped_too_few_distinct_responses"] += 1
             continue
-        ratings = _ratings(row.get("ratings"), len(plan))
-        rationales = list(row.get("rationales") or [None] * len(plan))[: len(plan)]
-        rationales += [None] * (len(plan) - len(rationales))
+        judged = _judge_columns(row, len(plan))
+        ratings = judged["ratings"]
         counts["ratings_parsed"] += sum(r is not None for r in ratings)
         counts["ratings_missing"] += sum(r is None for r in ratings)
+        if judged["ratings_swapped"] is not None:
+            counts["ratings_swapped_parsed"] += sum(r is not None for r in judged["ratings_swapped"])
+            counts["ratings_swapped_missing"] += sum(r is None for r in judged["ratings_swapped"])
         rows.append(
             {
                 "id": row_id(row["instruction"], responses),
@@ -234,9 +311,7 @@ def generate_preferences(
                 "generations": responses,
                 "generation_models": models,
                 "generation_params": params_list,
-                "ratings": ratings,
-                "rationales": rationales,
-                "judge_raw": row.get("judge_raw") or "",
+                **judged,
                 "judge_model": llm_name(judge_cfg),
             }
         )

@@ -5,6 +5,10 @@ n-th paragraph to the n-th response: a preamble, a missing blank line or a skipp
 rating onto the wrong response, and a rating like "4/5" or "**4**" is lost. Here each rating is bound
 to the response whose header ("#### Output for Text 2", "Text 2:", "<text 2>") precedes it; a rating
 that cannot be bound unambiguously is None, and the raw judge text is always kept in `judge_raw`.
+
+With `reverse` the judge is shown the responses in reverse order (the position swap): its raw text is
+about the reversed list ("Text 1" is the last response), and its ratings and rationales are put back in
+the responses' order as given, in the `_swapped` columns.
 """
 
 from __future__ import annotations
@@ -113,22 +117,41 @@ def parse_judgement(raw: str | None, n: int) -> tuple[list[int | None], list[str
 JUDGE_PREFIX = "#### Output for Text 1\nRating:"
 
 
+SWAPPED_SUFFIX = "_swapped"
+JUDGE_COLUMNS = ("ratings", "rationales", "judge_raw")
+
+
+def parse_swapped_judgement(raw: str | None, n: int) -> tuple[list[int | None], list[str | None]]:
+    """Ratings and rationales, in the responses' order as given, from a judge shown them reversed."""
+    ratings, rationales = parse_judgement(raw, n)
+    return ratings[::-1], rationales[::-1]
+
+
 class RobustUltraFeedback(UltraFeedback):
-    """UltraFeedback with header-bound parsing, `judge_raw`, and responses clipped to fit the context."""
+    """UltraFeedback with header-bound parsing, `judge_raw`, and responses clipped to fit the context;
+    with `reverse`, the position-swapped pass writing `ratings_swapped`, `rationales_swapped`,
+    `judge_raw_swapped`."""
 
     max_chars_per_generation: int | None = None
+    reverse: bool = False
 
     @property
     def outputs(self) -> list[str]:
-        return ["ratings", "rationales", "judge_raw", "model_name"]
+        suffix = SWAPPED_SUFFIX if self.reverse else ""
+        return [c + suffix for c in JUDGE_COLUMNS] + ["model_name"]
 
     def format_input(self, input: dict[str, Any]) -> Any:
         generations = [g or "" for g in input["generations"]]
         if self.max_chars_per_generation:
             generations = [g[: self.max_chars_per_generation] for g in generations]
+        if self.reverse:
+            generations = generations[::-1]
         return super().format_input({**input, "generations": generations})
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         n = len(input["generations"]) if input else 0
-        ratings, rationales = parse_judgement(output, n)
-        return {"ratings": ratings, "rationales": rationales, "judge_raw": output or ""}
+        parse = parse_swapped_judgement if self.reverse else parse_judgement
+        ratings, rationales = parse(output, n)
+        suffix = SWAPPED_SUFFIX if self.reverse else ""
+        values = (ratings, rationales, output or "")
+        return {c + suffix: v for c, v in zip(JUDGE_COLUMNS, values, strict=True)}

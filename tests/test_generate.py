@@ -23,7 +23,7 @@ from pipelines.filters import (
     rouge_l,
     split_candidates,
 )
-from pipelines.ultrafeedback import parse_judgement
+from pipelines.ultrafeedback import parse_judgement, parse_swapped_judgement
 
 INSTRUCTION_COLUMNS = [
     "id",
@@ -356,6 +356,7 @@ def test_preferences(tiny_config, evol_quality: bool):
 
     cfg = tiny_config.model_copy(deep=True)
     cfg.generate.preferences.evol_quality = evol_quality
+    cfg.generate.preferences.judge_both_orders = not evol_quality  # the position swap, on one of the two
     instructions = Dataset.from_list(
         [
             {
@@ -397,6 +398,14 @@ def test_preferences(tiny_config, evol_quality: bool):
         assert row["judge_raw"].startswith("#### Output for Text 1")  # kept verbatim, parsed or not
         assert parse_judgement(row["judge_raw"], 2)[0] == row["ratings"]
         assert row["judge_model"].startswith("SmolLM2-135M")
+        if evol_quality:
+            assert row["ratings_swapped"] is None and row["judge_raw_swapped"] is None
+        else:  # the swapped pass: its "Text 1" is the second response, its ratings put back in order
+            assert row["judge_raw_swapped"].startswith("#### Output for Text 1")
+            assert parse_swapped_judgement(row["judge_raw_swapped"], 2)[0] == row["ratings_swapped"]
+            assert len(row["rationales_swapped"]) == 2
+    if not evol_quality:
+        assert stats["ratings_swapped_parsed"] + stats["ratings_swapped_missing"] == 2 * len(ds)
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Accepts curate's preference rows (`instruction` + `generations`, `ratings`, `judge_model`, Deita and
 dedup columns) and plain rows (`prompt` + `response_a`/`response_b` or `generations`, optionally
-`ratings`, `judge_preference` (a|b|tie or 1|2|0), `judge_model`). `prompt` may be a list of chat
+`ratings`, `judge_preference` (a|b|tie or 1|2|0), `judge_model`; `ratings_swapped` from the judge
+shown the responses in reverse order gives `judge_preference_swapped`). `prompt` may be a list of chat
 messages. Rows with more than two responses are reviewed as best vs worst by the judge's ratings
 (UltraFeedback binarisation), so the pair carries the most signal; with an explicit
 `judge_preference`, as the first two, the pair that verdict is about.
@@ -106,7 +107,7 @@ def _rating(value: Any, field: str) -> int | None:
     return int(number)
 
 
-def _ratings(value: Any, n: int) -> list[int | None]:
+def _ratings(value: Any, n: int, field: str = "ratings") -> list[int | None]:
     """The judge's ratings, one per response (all None when the row has none)."""
     if _missing(value):
         return [None] * n
@@ -114,12 +115,20 @@ def _ratings(value: Any, n: int) -> list[int | None]:
         with contextlib.suppress(ValueError):
             value = json.loads(value)
     if not isinstance(value, (list, tuple)):
-        raise BadValue("ratings", f"ratings not a list (ratings is {_kind(value)})")
+        raise BadValue(field, f"{field} not a list ({field} is {_kind(value)})")
     if len(value) != n:
         raise BadValue(
-            "ratings", f"ratings count differs from responses ({len(value)} ratings for {n} responses)"
+            field, f"{field} count differs from responses ({len(value)} ratings for {n} responses)"
         )
-    return [_rating(v, f"ratings[{i}]") for i, v in enumerate(value)]
+    return [_rating(v, f"{field}[{i}]") for i, v in enumerate(value)]
+
+
+def rating_verdict(rx: int | None, ry: int | None) -> str | None:
+    """'x' | 'y' | 'tie' from the judge's ratings of the two responses; None if one is missing. The one
+    recipe for `judge_preference` (from `ratings`) and `judge_preference_swapped` (`ratings_swapped`)."""
+    if rx is None or ry is None:
+        return None
+    return "x" if rx > ry else "y" if ry > rx else "tie"
 
 
 PREFERENCES = {"a": "x", "1": "x", "b": "y", "2": "y", "tie": "tie", "0": "tie"}
@@ -278,6 +287,8 @@ def to_pairs(
             responses = _responses(row)
             n = len(responses)
             ratings = _ratings(row.get("ratings"), n)
+            # the same judge's ratings with the responses shown in reverse order, in the order as given
+            ratings_swapped = _ratings(row.get("ratings_swapped"), n, "ratings_swapped")
             judge_pref = _judge_preference(row.get("judge_preference"))
             extra_verdicts = {  # confidence.VERDICT_FIELDS: the other order, a second judge
                 f: _judge_preference(row.get(f), f)
@@ -301,8 +312,12 @@ def to_pairs(
             reject(lineno, f"duplicate of row {seen[record_id]} (same prompt and responses)", row)
             continue
         seen[record_id] = lineno
-        if judge_pref is None and ratings[xi] is not None and ratings[yi] is not None:
-            judge_pref = "x" if ratings[xi] > ratings[yi] else "y" if ratings[yi] > ratings[xi] else "tie"
+        if judge_pref is None:
+            judge_pref = rating_verdict(ratings[xi], ratings[yi])
+        if extra_verdicts["judge_preference_swapped"] is None:
+            extra_verdicts["judge_preference_swapped"] = rating_verdict(
+                ratings_swapped[xi], ratings_swapped[yi]
+            )
         models = _list(row, "generation_models", n)
         quality_scores = _list(row, "quality_scores", n)
         embedding = row.get("embedding")
