@@ -54,11 +54,12 @@ class LLMConfig(Section):
         "the stage's batch_size).",
     )
     parallel: int = Field(
-        1,
+        8,
         ge=1,
         le=64,
         description="llamacpp: sequences decoded at once in one llama.cpp context (a generation step's "
-        "batch, inputs x generations, in parallel); 1 decodes one at a time. See the README's figures.",
+        "batch, inputs x generations, in parallel; each sequence gets n_ctx tokens of KV cache); 1 decodes "
+        "one at a time. See the README's figures.",
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra kwargs for the distilabel LLM.")
 
@@ -114,12 +115,6 @@ class PreferencesConfig(Section):
     )
     evol_quality: bool = Field(False, description="Also rewrite each response with EvolQuality.")
     judge: LLMConfig | None = Field(None, description="UltraFeedback judge (default: the main `llm`).")
-    judge_both_orders: bool = Field(
-        False,
-        description="Judge each row a second time with its responses in reverse order "
-        "(`ratings_swapped`, hence `judge_preference_swapped`: a verdict that flips with the order is "
-        "low-confidence). Doubles the judge's calls.",
-    )
     aspect: Literal["overall-rating", "helpfulness", "honesty", "instruction-following", "truthfulness"] = (
         "overall-rating"
     )

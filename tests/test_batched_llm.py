@@ -120,7 +120,8 @@ def test_the_parallel_knob():
             LLMConfig(parallel=bad)
     llm = task_llm(LLMConfig(parallel=4))
     assert isinstance(llm, BatchedGGUFChatLlamaCppLLM) and llm.parallel == 4
-    assert not isinstance(task_llm(LLMConfig()), BatchedGGUFChatLlamaCppLLM)
+    assert isinstance(task_llm(LLMConfig()), BatchedGGUFChatLlamaCppLLM)  # the embedded default
+    assert not isinstance(task_llm(LLMConfig(parallel=1)), BatchedGGUFChatLlamaCppLLM)
     llm.load()
     try:  # a sampling setting the parallel sampler does not have is refused, not ignored
         with pytest.raises(ValueError, match="top_a"):
