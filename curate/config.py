@@ -115,6 +115,12 @@ class PreferencesConfig(Section):
     )
     evol_quality: bool = Field(False, description="Also rewrite each response with EvolQuality.")
     judge: LLMConfig | None = Field(None, description="UltraFeedback judge (default: the main `llm`).")
+    judge_both_orders: bool = Field(
+        False,
+        description="Judge each row a second time with its responses in reverse order "
+        "(`ratings_swapped`, hence `judge_preference_swapped`: a verdict that flips with the order is "
+        "low-confidence). Doubles the judge's calls.",
+    )
     aspect: Literal["overall-rating", "helpfulness", "honesty", "instruction-following", "truthfulness"] = (
         "overall-rating"
     )
