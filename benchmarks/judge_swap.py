@@ -63,7 +63,7 @@ def _winners(item: dict[str, Any]) -> dict[str, str | None]:
 def llmbar() -> list[dict[str, Any]]:
     """LLMBar Natural: rows with the gold label and GPT-4's verdicts in both orders."""
     d = DATA / "llmbar" / "Natural"
-    gpt4 = json.loads((d / "GPT-4" / "Vanilla_NoRules.json").read_text())
+    gpt4 = json.loads((d / "GPT-4" / "Vanilla.json").read_text())
     rows = []
     for g in gpt4:
         w = _winners(g)
@@ -84,8 +84,7 @@ def _share(k: int, n: int) -> str:
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The flip figures for judged rows (each with `reference`)."""
-    pairs, rejected = to_pairs(rows, seed=0)
-    assert not rejected, rejected[:2]
+    pairs, rejected = to_pairs(rows, seed=0)  # a pair with an empty response is no review pair
     ref = {p["row"]: rows[p["row"] - 1]["reference"] for p in pairs}
     both = [p for p in pairs if p["judge_preference"] and p["judge_preference_swapped"]]
     sides = [p for p in both if "tie" not in (p["judge_preference"], p["judge_preference_swapped"])]
@@ -104,6 +103,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "pairs": len(pairs),
+        "not_reviewable": len(rejected),
         "verdict_given_order": sum(p["judge_preference"] is not None for p in pairs),
         "verdict_reversed_order": sum(p["judge_preference_swapped"] is not None for p in pairs),
         "both_verdicts": len(both),
