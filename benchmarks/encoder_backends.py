@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--speed-only", action="store_true", help="skip the F1 measurements")
     parser.add_argument(
         "--tuned", action="store_true", help="also choose the F1-max threshold on the train split(s)"
     )
@@ -225,6 +226,8 @@ def main() -> None:
                 f"{min(cpu['torch']) / c:6.2f}x   {agree[name]:.5f}"
             )
 
+        if args.speed_only:
+            return
         print(
             f"\ndedup F1 on the test pairs at the default threshold {threshold}"
             + (" and at the F1-max threshold chosen on train (t/F1)" if args.tuned else "")
