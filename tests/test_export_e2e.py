@@ -313,7 +313,7 @@ def test_cli_push_status_export(argilla_server, tmp_path: Path):
 
     pushed = curate("push", "-i", str(data), "-d", name, "-w", ws, "--min-submitted", "2")
     assert pushed.returncode == 0, pushed.stderr[-2000:]
-    assert "4 new, 0 already there, 0 quarantined" in pushed.stderr.replace("\n", " ")
+    assert "4 new (round 1), 0 already there, 0 quarantined" in pushed.stderr.replace("\n", " ")
     ((user, ann, _),) = annotators(argilla_server, ws, ["solo"]).values()
     raw = raw_records(owner(argilla_server), name, ws)[0]
     submit(ann, raw["id"], preference="A")
