@@ -202,6 +202,20 @@ def replay(
     return out
 
 
+def with_quality_scores(rows: list[dict]) -> None:
+    """Set each row's `quality_scores` to the embedded quality head's scores of its two responses (the
+    head was fitted on OASST and Alpaca / LIMA rows, never on these sets)."""
+    from curate.models import encode
+    from curate.rows import prompt_text
+    from curate.scoring import head
+
+    scores = head.quality_scores(
+        [prompt_text(r) for r in rows], [[str(r["response_a"]), str(r["response_b"])] for r in rows], encode
+    )
+    for row, q in zip(rows, scores, strict=True):
+        row["quality_scores"] = q
+
+
 def mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -215,9 +229,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--min-agreement", type=float, default=0.75)
     ap.add_argument("--calibration-size", type=int, default=Config().review.calibration_size)
+    ap.add_argument(
+        "--quality-head",
+        action="store_true",
+        help="Add the embedded quality head's scores of both responses (quality_scores) as a signal.",
+    )
+    ap.add_argument("--sets", nargs="+", default=["pandalm", "llmbar"], choices=["pandalm", "llmbar"])
     args = ap.parse_args()
     for name, load in (("pandalm", pandalm), ("llmbar", llmbar)):
+        if name not in args.sets:
+            continue
         rows, votes = load()
+        if args.quality_head:
+            with_quality_scores(rows)
         pairs, rejected = to_pairs(rows, seed=0)
         levels: dict[str, int] = {}
         for p in pairs:
