@@ -54,7 +54,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config(
         overrides={
             "llm": {"max_new_tokens": 32, "n_ctx": 1024},
-            "generate": {"instructions": {"num_instructions": 4}, "preferences": {"num_generations": 2}},
+            # 8 Magpie turns: at 32 new tokens Magpie's filters can drop every one of 4 (seen on CI)
+            "generate": {"instructions": {"num_instructions": 8}, "preferences": {"num_generations": 2}},
             "select": {"budget": 2},
             "run": {"runs_dir": str(runs), "name": "report"},
         },
