@@ -291,7 +291,7 @@ def test_magpie(tiny_config):
 
     root = logging.getLogger()
     before = list(root.handlers)
-    cfg = _cfg(tiny_config, method="magpie", num_instructions=3, topics=["cooking"])
+    cfg = _cfg(tiny_config, method="magpie", num_instructions=6, topics=["cooking"])  # one parallel batch
     ds, stats = generate_instructions(cfg)
     _check_instruction_rows(ds, stats, "magpie")
     # distilabel's queue handler (its queue closed after the run) must not stay on the root logger:
