@@ -264,7 +264,7 @@ def test_prompt_method_through_the_cli_and_resume(tiny_config, tmp_path: Path):
         "generate: {instructions: {topics: [cooking, travel], system_prompt: 'You write questions.'}}\n"
     )
     out = tmp_path / "prompt"
-    args = ["generate", "instructions", "--method", "prompt", "-n", "4", "-o", str(out), "-c", str(config)]
+    args = ["generate", "instructions", "--method", "prompt", "-n", "8", "-o", str(out), "-c", str(config)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     ds, stats = read_rows(out), load_stats(out)
