@@ -57,3 +57,23 @@ def pandalm_export(shared_data: Path, argilla_server, tmp_path_factory: pytest.T
     from review_helpers import replay_pandalm
 
     return replay_pandalm(shared_data, argilla_server, tmp_path_factory.mktemp("pandalm"))
+
+
+@pytest.fixture
+def local_ray(monkeypatch: pytest.MonkeyPatch):
+    """A one-node Ray head on this machine, started for the test and shut down after it (RayPipeline
+    joins an initialised Ray, or RAY_ADDRESS). Ray resolves 127.0.0.1 to the machine's own address."""
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        assert len(ray.nodes()) == 1
+        yield ray
+    finally:
+        ray.shutdown()

