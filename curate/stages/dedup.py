@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset
+from datasets import Dataset, Value
 
 from curate.config import Config, ConfigError, DedupConfig, EmbeddingConfig
 from curate.console import progress
@@ -310,7 +310,8 @@ def _same_question(
     its last user turn must reach the threshold too. Follow-ups that share a long history embed close
     together although they ask different things; a text row's question is its whole prompt.
     Returns the kept pairs and how many were split."""
-    if cfg.column is not None or not len(a) or not any(c in ds.column_names for c in PROMPT_COLUMNS):
+    chats = [c for c in PROMPT_COLUMNS if c in ds.column_names and not isinstance(ds.features[c], Value)]
+    if cfg.column is not None or not len(a) or not chats:  # no chat column: no row is a conversation
         return a, b, 0
     wanted = [c for c in (*PROMPT_COLUMNS, "input") if c in ds.column_names]
     rows = ds.select_columns(wanted)
@@ -322,10 +323,9 @@ def _same_question(
     needed = np.unique(np.concatenate([a[multi], b[multi]]))
     questions = [last[int(g)] or prompt_text(rows[int(rep_row[g])]) for g in needed]
     vectors = embed(questions, emb, f"embedding {len(needed)} last turns")
-    index = {int(g): i for i, g in enumerate(needed)}
+    left, right = np.searchsorted(needed, a[multi]), np.searchsorted(needed, b[multi])
     same = np.ones(len(a), dtype=bool)
-    for k in np.nonzero(multi)[0]:
-        same[k] = float(vectors[index[int(a[k])]] @ vectors[index[int(b[k])]]) >= cfg.threshold
+    same[multi] = np.einsum("ij,ij->i", vectors[left], vectors[right]) >= cfg.threshold
     return a[same], b[same], int((~same).sum())
 
 
