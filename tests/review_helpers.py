@@ -133,6 +133,24 @@ class PandaLMReplay:
     summary: dict[str, Any]  # what export() returned
 
 
+def pandalm_verdicts(pandalm: Path) -> dict[int, dict]:
+    """PandaLM item idx -> gpt-3.5's verdict record."""
+    return {g["idx"]: g for g in json.loads((pandalm / "gpt-3.5-turbo-testset-v1.json").read_text())}
+
+
+def pandalm_pair(item: dict, verdicts: dict[int, dict], row_id: str) -> dict:
+    """A PandaLM test item as a pair to push, gpt-3.5's verdict as the judge's."""
+    return {
+        "id": row_id,
+        "instruction": item["instruction"],
+        "input": item["input"],
+        "response_a": item["response1"],
+        "response_b": item["response2"],
+        "judge_preference": str(verdicts[item["idx"]]["gpt_result"]),
+        "judge_model": "gpt-3.5-turbo",
+    }
+
+
 def replay_pandalm(shared_data: Path, server, workdir: Path) -> PandaLMReplay:
     """Push PandaLM's first items with gpt-3.5's verdicts as suggestions, submit its three annotators'
     votes through the API as three Argilla users, and export (curate's default policy: majority)."""
@@ -143,19 +161,8 @@ def replay_pandalm(shared_data: Path, server, workdir: Path) -> PandaLMReplay:
 
     pandalm = shared_data / "preference" / "pandalm"
     items = json.loads((pandalm / "testset-v1.json").read_text())[:N_PANDALM]
-    gpt = {g["idx"]: g for g in json.loads((pandalm / "gpt-3.5-turbo-testset-v1.json").read_text())}
-    rows = [
-        {
-            "id": str(it["idx"]),
-            "instruction": it["instruction"],
-            "input": it["input"],
-            "response_a": it["response1"],
-            "response_b": it["response2"],
-            "judge_preference": str(gpt[it["idx"]]["gpt_result"]),
-            "judge_model": "gpt-3.5-turbo",
-        }
-        for it in items
-    ]
+    gpt = pandalm_verdicts(pandalm)
+    rows = [pandalm_pair(it, gpt, str(it["idx"])) for it in items]
     cfg = server_config(server, workdir, review={"min_submitted": 3, "vectors": False})
     name, ws = unique("pandalm"), unique("ws")
     stats = push(Dataset.from_list(rows), cfg, name, ws, quarantine=workdir / "quarantine.jsonl")

@@ -98,25 +98,17 @@ def _jsonl(tmp_path: Path, rows: list[dict]) -> Path:
 
 
 def _pandalm_pairs(shared_data: Path, n: int) -> list[dict]:
+    from review_helpers import pandalm_pair, pandalm_verdicts
+
     pandalm = shared_data / "preference" / "pandalm"
-    gpt = {g["idx"]: g for g in json.loads((pandalm / "gpt-3.5-turbo-testset-v1.json").read_text())}
+    gpt = pandalm_verdicts(pandalm)
     seen: set[tuple[str, str]] = set()
     rows = []
     for it in json.loads((pandalm / "testset-v1.json").read_text()):
         if (it["instruction"], it["input"]) in seen:
             continue
         seen.add((it["instruction"], it["input"]))
-        rows.append(
-            {
-                "id": f"pandalm-{it['idx']}",
-                "instruction": it["instruction"],
-                "input": it["input"],
-                "response_a": it["response1"],
-                "response_b": it["response2"],
-                "judge_preference": str(gpt[it["idx"]]["gpt_result"]),
-                "judge_model": "gpt-3.5-turbo",
-            }
-        )
+        rows.append(pandalm_pair(it, gpt, f"pandalm-{it['idx']}"))
         if len(rows) == n:
             break
     return rows
